@@ -1,0 +1,175 @@
+"""Speaker roles and conversation metrics.
+
+Stereo recordings carry one party per channel (the usual telephony export), so roles
+come from the tenant's channel map. Mono recordings get a basic, clearly labelled
+heuristic until a real diarization provider is configured.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from callqa.config.models import ChannelMap, Role
+from callqa.transcription import Transcript
+
+ROLES: tuple[Role, Role] = ("operator", "customer")
+# A pause this long in a mono recording is taken as a change of speaker.
+MONO_TURN_PAUSE_S = 0.7
+# An interruption: starting while the other party still talks for at least this long.
+INTERRUPTION_MIN_OVERLAP_S = 0.3
+
+
+class DiarizedSegment(BaseModel):
+    start: float
+    end: float
+    speaker: Role
+    text: str
+    channel: int = 0
+
+
+class RoleMetrics(BaseModel):
+    talk_time_s: float
+    talk_share: float = Field(description="share of all talk time, 0-1")
+    words: int
+    words_per_minute: float
+    interruptions: int = Field(description="times this role started talking over the other")
+
+
+class ConversationMetrics(BaseModel):
+    duration_s: float
+    silence_ratio: float = Field(description="share of the call in which nobody speaks, 0-1")
+    overlap_s: float
+    overlap_count: int
+    interruption_count: int
+    longest_monologue_s: float
+    longest_monologue_speaker: Role | None
+    turns: int
+    roles: dict[str, RoleMetrics]
+
+
+class DiarizedTranscript(BaseModel):
+    method: Literal["stereo-channel-map", "mono-pause-heuristic"]
+    language: str | None
+    duration_s: float
+    segments: list[DiarizedSegment]
+    metrics: ConversationMetrics
+
+    def roles_present(self) -> set[str]:
+        return {s.speaker for s in self.segments if s.text.strip()}
+
+    def as_text(self) -> str:
+        return "\n".join(f"[{s.start:.1f}] {s.speaker}: {s.text}" for s in self.segments)
+
+
+def _union(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[list[float]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(s, e) for s, e in merged]
+
+
+def _length(intervals: list[tuple[float, float]]) -> float:
+    return sum(e - s for s, e in intervals)
+
+
+def _intersection(a: list[tuple[float, float]], b: list[tuple[float, float]]):
+    out = []
+    for a_start, a_end in a:
+        for b_start, b_end in b:
+            lo, hi = max(a_start, b_start), min(a_end, b_end)
+            if hi > lo:
+                out.append((lo, hi))
+    return _union(out)
+
+
+def assign_roles(transcript: Transcript, channel_map: ChannelMap) -> DiarizedTranscript:
+    if len(transcript.channels) == 2:
+        method = "stereo-channel-map"
+        segments = [
+            DiarizedSegment(
+                start=s.start,
+                end=s.end,
+                speaker=channel_map.role_of(ch.channel),
+                text=s.text.strip(),
+                channel=ch.channel,
+            )
+            for ch in transcript.channels
+            for s in ch.segments
+            if s.text.strip()
+        ]
+    else:
+        method = "mono-pause-heuristic"
+        segments = []
+        role_index = 0  # the operator usually speaks first on a business line
+        previous_end: float | None = None
+        for s in transcript.segments:
+            if not s.text.strip():
+                continue
+            if previous_end is not None and s.start - previous_end >= MONO_TURN_PAUSE_S:
+                role_index = 1 - role_index
+            segments.append(
+                DiarizedSegment(
+                    start=s.start, end=s.end, speaker=ROLES[role_index], text=s.text.strip()
+                )
+            )
+            previous_end = s.end
+    segments.sort(key=lambda s: (s.start, s.end))
+    return DiarizedTranscript(
+        method=method,
+        language=transcript.language,
+        duration_s=transcript.duration_s,
+        segments=segments,
+        metrics=conversation_metrics(segments, transcript.duration_s),
+    )
+
+
+def conversation_metrics(segments: list[DiarizedSegment], duration_s: float) -> ConversationMetrics:
+    by_role = {r: _union([(s.start, s.end) for s in segments if s.speaker == r]) for r in ROLES}
+    talk = {r: _length(by_role[r]) for r in ROLES}
+    total_talk = sum(talk.values())
+    speech = _union(by_role["operator"] + by_role["customer"])
+    overlaps = _intersection(by_role["operator"], by_role["customer"])
+
+    interruptions = dict.fromkeys(ROLES, 0)
+    for seg in segments:
+        other = [s for s in segments if s.speaker != seg.speaker]
+        if any(
+            o.start < seg.start and o.end - seg.start >= INTERRUPTION_MIN_OVERLAP_S for o in other
+        ):
+            interruptions[seg.speaker] += 1
+
+    # Turns: consecutive segments of the same speaker form one turn.
+    turns: list[tuple[Role, float, float]] = []
+    for seg in segments:
+        if turns and turns[-1][0] == seg.speaker:
+            turns[-1] = (seg.speaker, turns[-1][1], max(turns[-1][2], seg.end))
+        else:
+            turns.append((seg.speaker, seg.start, seg.end))
+    longest = max(turns, key=lambda t: t[2] - t[1], default=None)
+
+    roles = {}
+    for r in ROLES:
+        words = sum(len(s.text.split()) for s in segments if s.speaker == r)
+        roles[r] = RoleMetrics(
+            talk_time_s=round(talk[r], 2),
+            talk_share=round(talk[r] / total_talk, 3) if total_talk else 0.0,
+            words=words,
+            words_per_minute=round(words / (talk[r] / 60), 1) if talk[r] > 0 else 0.0,
+            interruptions=interruptions[r],
+        )
+    return ConversationMetrics(
+        duration_s=round(duration_s, 2),
+        silence_ratio=round(max(0.0, 1 - _length(speech) / duration_s), 3) if duration_s else 1.0,
+        overlap_s=round(_length(overlaps), 2),
+        overlap_count=sum(1 for s, e in overlaps if e - s >= 0.2),
+        interruption_count=sum(interruptions.values()),
+        longest_monologue_s=round(longest[2] - longest[1], 2) if longest else 0.0,
+        longest_monologue_speaker=longest[0] if longest else None,
+        turns=len(turns),
+        roles=roles,
+    )

@@ -1,0 +1,90 @@
+"""Fetching recordings from URLs handed to us by CRMs: bounded and SSRF-safe.
+
+A CRM payload is untrusted input: its URL may point at an internal service. Only
+http(s) is allowed, every hop of a redirect is re-checked, private, loopback and
+link-local addresses are refused unless explicitly allowed (tests, on-prem CRMs), and
+both time and size are bounded.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from urllib.parse import urljoin, urlsplit
+
+from callqa.errors import AudioError
+from callqa.settings import ALLOW_PRIVATE_URLS_ENV
+
+MAX_BYTES = 200 * 1024 * 1024  # ~3.5 h of 16-bit 8 kHz stereo WAV
+CONNECT_TIMEOUT_S = 5
+READ_TIMEOUT_S = 60
+MAX_REDIRECTS = 3
+
+
+def _redacted(url: str) -> str:
+    """The URL without query string or credentials (CRMs put tokens there)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _check_host(url: str, allow_private: bool) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise AudioError(f"{_redacted(url)}: only http and https URLs are fetched")
+    if not parts.hostname:
+        raise AudioError(f"{_redacted(url)}: URL has no host")
+    if allow_private:
+        return
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise AudioError(f"{_redacted(url)}: cannot resolve host ({exc})") from exc
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise AudioError(
+                f"{_redacted(url)}: refusing to fetch from non-public address {address} "
+                f"(set {ALLOW_PRIVATE_URLS_ENV}=1 to allow)"
+            )
+
+
+def private_urls_allowed() -> bool:
+    return os.environ.get(ALLOW_PRIVATE_URLS_ENV, "").lower() in ("1", "true", "yes")
+
+
+def fetch_url(url: str, *, max_bytes: int = MAX_BYTES, allow_private: bool | None = None,
+              headers: dict[str, str] | None = None) -> bytes:
+    import requests
+
+    allow = private_urls_allowed() if allow_private is None else allow_private
+    for _ in range(MAX_REDIRECTS + 1):
+        _check_host(url, allow)
+        try:
+            response = requests.get(url, stream=True, allow_redirects=False, headers=headers,
+                                    timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+        except requests.RequestException as exc:
+            raise AudioError(f"{_redacted(url)}: download failed ({exc.__class__.__name__})") from exc
+        with response:
+            if response.is_redirect:
+                url = urljoin(url, response.headers.get("location", ""))
+                continue
+            if response.status_code != 200:
+                raise AudioError(f"{_redacted(url)}: download failed with HTTP {response.status_code}")
+            declared = int(response.headers.get("content-length") or 0)
+            if declared > max_bytes:
+                raise AudioError(f"{_redacted(url)}: {declared} bytes exceeds the {max_bytes}-byte limit")
+            chunks, size = [], 0
+            try:
+                for chunk in response.iter_content(64 * 1024):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise AudioError(
+                            f"{_redacted(url)}: more than {max_bytes} bytes; download stopped")
+                    chunks.append(chunk)
+            except requests.RequestException as exc:
+                raise AudioError(f"{_redacted(url)}: download interrupted ({exc.__class__.__name__})") from exc
+            return b"".join(chunks)
+    raise AudioError(f"{_redacted(url)}: more than {MAX_REDIRECTS} redirects")

@@ -1,0 +1,52 @@
+"""The `calls` partition key: `<tenant>__<external call id>`.
+
+Both halves are restricted to characters that are safe in Dagster partition keys,
+URLs and file names, so the key alone identifies a call in every store.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from callqa.errors import PartitionKeyError
+
+SEPARATOR = "__"
+TENANT_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+EXTERNAL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,127}$")
+
+
+class CallKey(NamedTuple):
+    tenant: str
+    external_id: str
+
+    @property
+    def partition_key(self) -> str:
+        return f"{self.tenant}{SEPARATOR}{self.external_id}"
+
+
+def make_key(tenant: str, external_id: str) -> CallKey:
+    if not TENANT_RE.match(tenant):
+        raise PartitionKeyError(
+            f"tenant {tenant!r} is not a valid slug (lowercase letters, digits and dashes)"
+        )
+    if not EXTERNAL_ID_RE.match(external_id) or SEPARATOR in external_id:
+        raise PartitionKeyError(
+            f"external call id {external_id!r} must be 1-128 letters, digits, dots or dashes"
+        )
+    return CallKey(tenant, external_id)
+
+
+def parse_key(partition_key: str) -> CallKey:
+    tenant, sep, external_id = partition_key.partition(SEPARATOR)
+    if not sep:
+        raise PartitionKeyError(
+            f"calls partition key {partition_key!r} must look like '<tenant>__<call id>'"
+        )
+    return make_key(tenant, external_id)
+
+
+def external_id_from_name(name: str) -> str:
+    """Turn a file name (or any label) into a valid external call id."""
+    cleaned = re.sub(r"[^A-Za-z0-9.-]+", "-", name).strip("-.")[:128]
+    return cleaned or "call"

