@@ -26,11 +26,11 @@ class CallKey(NamedTuple):
 
 
 def make_key(tenant: str, external_id: str) -> CallKey:
-    if not TENANT_RE.match(tenant):
+    if not TENANT_RE.fullmatch(tenant):
         raise PartitionKeyError(
             f"tenant {tenant!r} is not a valid slug (lowercase letters, digits and dashes)"
         )
-    if not EXTERNAL_ID_RE.match(external_id) or SEPARATOR in external_id:
+    if not EXTERNAL_ID_RE.fullmatch(external_id) or SEPARATOR in external_id:
         raise PartitionKeyError(
             f"external call id {external_id!r} must be 1-128 letters, digits, dots or dashes"
         )

@@ -49,7 +49,13 @@ class Transcript(BaseModel):
 def covered_seconds(regions: list[tuple[float, float]], segments: list[Segment], pad: float = 0.3):
     """Seconds of `regions` that fall inside some (padded) segment."""
     covered = 0.0
-    spans = sorted((s.start - pad, s.end + pad) for s in segments)
+    # Merge overlapping padded spans first, so no second of speech is counted twice.
+    spans: list[list[float]] = []
+    for s_start, s_end in sorted((s.start - pad, s.end + pad) for s in segments):
+        if spans and s_start <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], s_end)
+        else:
+            spans.append([s_start, s_end])
     for start, end in regions:
         for s_start, s_end in spans:
             lo, hi = max(start, s_start), min(end, s_end)

@@ -37,11 +37,9 @@ def _recorded_failure(warehouse: Warehouse, key: CallKey, stage: str) -> Iterato
     except CallqaError as exc:
         message = f"{stage}: {exc}"
         warehouse.set_staged_status(key.tenant, [key.external_id], "failed", message)
-        # Bad audio will not get better by retrying; a flaky provider might.
-        raise dg.Failure(
-            description=f"call {key.partition_key}: {message}",
-            allow_retries=isinstance(exc, ScoringError),
-        ) from exc
+        # The step already retried what can be retried (transport errors inside litellm,
+        # one validation round-trip); re-executing the run retries the call as a whole.
+        raise dg.Failure(description=f"call {key.partition_key}: {message}") from exc
 
 
 def _staged(warehouse: Warehouse, key: CallKey) -> dict:
@@ -195,7 +193,6 @@ def _scores_markdown(record: AnalysisRecord) -> str:
     kinds={"litellm"},
     deps=[diarized_transcript],
     pool="callqa_scoring",
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL),
     check_specs=[
         dg.AssetCheckSpec(checks.ANALYSIS_MATCHES_SCHEMA, asset="scored_analysis", blocking=True),
         dg.AssetCheckSpec(checks.ANALYSIS_BUSINESS_RULES, asset="scored_analysis", blocking=True),

@@ -59,7 +59,7 @@ def _load_file(path: Path, model: type[Tenant] | type[Preset]) -> Tenant | Prese
         raise ConfigError(f"{path}: invalid {model.__name__.lower()}: {problems}") from None
 
 
-def _load_dir(directory: Path, model, into: dict) -> None:
+def _load_dir(directory: Path, model, into: dict, sources: dict | None = None) -> None:
     if not directory.is_dir():
         return
     for path in sorted(directory.glob("*.y*ml")):
@@ -67,22 +67,25 @@ def _load_dir(directory: Path, model, into: dict) -> None:
         if item.id != path.stem:
             raise ConfigError(f"{path}: id {item.id!r} must match the file name {path.stem!r}")
         into[item.id] = item
+        if sources is not None:
+            sources[item.id] = path
 
 
 def load_registry(config_dir: Path | None = None) -> Registry:
     tenants: dict[str, Tenant] = {}
     presets: dict[str, Preset] = {}
+    tenant_files: dict[str, Path] = {}
     for root in [BUNDLED_DIR, config_dir]:
         if root is None:
             continue
         _load_dir(root / "presets", Preset, presets)
-        _load_dir(root / "tenants", Tenant, tenants)
+        _load_dir(root / "tenants", Tenant, tenants, tenant_files)
     for tenant in tenants.values():
         for category, preset_id in tenant.presets.items():
             if preset_id not in presets:
                 raise ConfigError(
-                    f"tenant {tenant.id!r} maps category {category!r} to unknown preset "
-                    f"{preset_id!r}"
+                    f"{tenant_files[tenant.id]}: tenant {tenant.id!r} maps category "
+                    f"{category!r} to unknown preset {preset_id!r}"
                 )
     return Registry(tenants=tenants, presets=presets)
 

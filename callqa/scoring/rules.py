@@ -52,8 +52,10 @@ def _has(text: str, phrases: Iterable[str]) -> list[str]:
 
 def _is_question(seg: DiarizedSegment) -> bool:
     sentences = re.split(r"(?<=[.!?])\s+", seg.text.strip())
+    # Whole words only: "Whatever, ..." or "However, ..." is not a question.
+    starts = tuple(f"{q} " for q in QUESTION_START)
     return any(
-        s.endswith("?") or normalize(s).startswith(QUESTION_START) for s in sentences if s
+        s.endswith("?") or f"{normalize(s)} ".startswith(starts) for s in sentences if s
     )
 
 

@@ -21,10 +21,9 @@ def schema_errors(instance: object, schema: dict) -> list[str]:
     ]
 
 
-def rule_violations(output: ScorerOutput, preset: Preset, transcript_text: str) -> list[str]:
-    """Business rules every scored call must satisfy."""
+def coverage_problems(ids: list[str], preset: Preset) -> list[str]:
+    """Criteria missing, unknown or repeated among the scored `ids`, named by id."""
     problems = []
-    ids = [c.id for c in output.criteria]
     missing = [cid for cid in preset.criterion_ids if cid not in ids]
     unknown = sorted(set(ids) - set(preset.criterion_ids))
     repeated = sorted({cid for cid in ids if ids.count(cid) > 1})
@@ -34,6 +33,20 @@ def rule_violations(output: ScorerOutput, preset: Preset, transcript_text: str) 
         problems.append(f"unknown criteria: {', '.join(unknown)}")
     if repeated:
         problems.append(f"criteria scored more than once: {', '.join(repeated)}")
+    return problems
+
+
+def _scored_ids(data: object) -> list[str] | None:
+    """The criterion ids in a raw reply, if it has a list of criteria at all."""
+    items = data.get("criteria") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return None
+    return [c["id"] for c in items if isinstance(c, dict) and isinstance(c.get("id"), str)]
+
+
+def rule_violations(output: ScorerOutput, preset: Preset, transcript_text: str) -> list[str]:
+    """Business rules every scored call must satisfy."""
+    problems = coverage_problems([c.id for c in output.criteria], preset)
     for c in output.criteria:
         if not preset.scale.min <= c.score <= preset.scale.max:
             problems.append(
@@ -53,7 +66,11 @@ def parse_output(raw: str, preset: Preset, transcript_text: str) -> tuple[Scorer
         return None, [f"reply is not valid JSON: {exc}"]
     errors = schema_errors(data, response_schema(preset))
     if errors:
-        return None, [f"schema: {e}" for e in errors]
+        # A wrong number of criteria fails the schema before the rules run; still name
+        # which ids are missing or extra, so the retry feedback is actionable.
+        ids = _scored_ids(data)
+        coverage = coverage_problems(ids, preset) if ids is not None else []
+        return None, [f"schema: {e}" for e in errors] + coverage
     try:
         output = ScorerOutput.model_validate(data)
     except ValidationError as exc:

