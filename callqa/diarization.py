@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from callqa.config.models import ChannelMap, Role
-from callqa.transcription import Transcript
+from callqa.transcription import Transcript, split_on_pauses
 
 ROLES: tuple[Role, Role] = ("operator", "customer")
 # A pause this long in a mono recording is taken as a change of speaker.
@@ -99,7 +99,8 @@ def assign_roles(transcript: Transcript, channel_map: ChannelMap) -> DiarizedTra
                 channel=ch.channel,
             )
             for ch in transcript.channels
-            for s in ch.segments
+            for segment in ch.segments
+            for s in split_on_pauses(segment)
             if s.text.strip()
         ]
     else:

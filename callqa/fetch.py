@@ -26,7 +26,10 @@ def _redacted(url: str) -> str:
     """The URL without query string or credentials (CRMs put tokens there)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # an invalid port; the error message says so
+        port = ""
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
@@ -36,6 +39,10 @@ def _check_host(url: str, allow_private: bool) -> None:
         raise AudioError(f"{_redacted(url)}: only http and https URLs are fetched")
     if not parts.hostname:
         raise AudioError(f"{_redacted(url)}: URL has no host")
+    try:
+        parts.port
+    except ValueError as exc:
+        raise AudioError(f"{_redacted(url)}: invalid URL ({exc})") from None
     if allow_private:
         return
     try:
@@ -73,7 +80,10 @@ def fetch_url(url: str, *, max_bytes: int = MAX_BYTES, allow_private: bool | Non
                 continue
             if response.status_code != 200:
                 raise AudioError(f"{_redacted(url)}: download failed with HTTP {response.status_code}")
-            declared = int(response.headers.get("content-length") or 0)
+            try:
+                declared = int(response.headers.get("content-length") or 0)
+            except ValueError:  # malformed header: the streamed size is still bounded
+                declared = 0
             if declared > max_bytes:
                 raise AudioError(f"{_redacted(url)}: {declared} bytes exceeds the {max_bytes}-byte limit")
             chunks, size = [], 0

@@ -62,3 +62,26 @@ def covered_seconds(regions: list[tuple[float, float]], segments: list[Segment],
             if hi > lo:
                 covered += hi - lo
     return covered
+
+
+def split_on_pauses(segment: Segment, max_gap_s: float = 0.6) -> list[Segment]:
+    """Split a segment into utterances wherever its words pause for longer than `max_gap_s`.
+
+    With VAD on, Whisper may fold several turns of one channel into a single segment
+    that spans the other party's replies; word timestamps give the real turn boundaries.
+    """
+    if len(segment.words) < 2:
+        return [segment]
+    groups: list[list[Word]] = [[segment.words[0]]]
+    for word in segment.words[1:]:
+        if word.start - groups[-1][-1].end > max_gap_s:
+            groups.append([word])
+        else:
+            groups[-1].append(word)
+    if len(groups) == 1:
+        return [segment]
+    return [
+        Segment(start=g[0].start, end=g[-1].end, channel=segment.channel, words=g,
+                text=" ".join(w.word.strip() for w in g if w.word.strip()))
+        for g in groups
+    ]

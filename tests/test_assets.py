@@ -185,6 +185,7 @@ def test_tenant_daily_aggregates(tmp_path, manifest):
     result = dg.materialize([tenant_daily_aggregates], partition_key="demo", instance=instance,
                             resources=resources(db_url, tmp_path))
     assert result.success
+    assert checks_by_name(result)["aggregates_expectations"].passed
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     assert meta["calls"].value == 2
     rows = wh.daily_aggregates("demo")

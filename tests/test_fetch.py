@@ -24,11 +24,13 @@ PUBLIC_ADDRESS = "93.184.215.14"  # what the guard is told "localhost" resolves 
 
 class AudioServer:
     """Routes: /audio.wav (Content-Length), /stream.wav (no Content-Length, close-delimited),
-    /liar.wav (declares a huge Content-Length), /redirect?to=URL, /chain/N (N redirects
-    to /audio.wav), anything else 404. Every requested path is recorded."""
+    /liar.wav (declares a huge Content-Length), /garbled.wav (Content-Length: abc),
+    /redirect?to=URL, /chain/N (N redirects to /audio.wav), /error (500), anything else
+    404. Every requested path and its headers are recorded."""
 
     def __init__(self) -> None:
         self.paths: list[str] = []
+        self.headers: list[dict] = []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -53,6 +55,7 @@ class AudioServer:
 
             def do_GET(self):
                 owner.paths.append(self.path)
+                owner.headers.append(dict(self.headers))
                 parts = urlsplit(self.path)
                 if parts.path == "/audio.wav":
                     self._send(200, AUDIO, len(AUDIO))
@@ -60,6 +63,11 @@ class AudioServer:
                     self._send(200, AUDIO * 4)  # no Content-Length: body ends at close
                 elif parts.path == "/liar.wav":
                     self._send(200, AUDIO, 10 * 1024 * 1024 * 1024)
+                elif parts.path == "/garbled.wav":
+                    self.send_response(200)
+                    self.send_header("content-length", "abc")
+                    self.end_headers()
+                    self.wfile.write(AUDIO)
                 elif parts.path == "/redirect":
                     self._send(302, headers={"location": parse_qs(parts.query)["to"][0]},
                                length=0)
@@ -73,7 +81,8 @@ class AudioServer:
                     self._send(404, b"not found", 9)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       daemon=True)
         self.thread.start()
 
     @property
@@ -166,17 +175,21 @@ def test_env_variable_allows_private(server, monkeypatch):
 
 
 def test_custom_headers_are_sent(server):
-    seen = {}
-    original = server.server.RequestHandlerClass.do_GET
-
-    def do_get(handler):
-        seen.update(handler.headers)
-        original(handler)
-
-    server.server.RequestHandlerClass.do_GET = do_get
     fetch_url(server.url("/audio.wav"), allow_private=True,
               headers={"Authorization": "Bearer crm-token"})
-    assert seen.get("Authorization") == "Bearer crm-token"
+    assert server.headers[0].get("Authorization") == "Bearer crm-token"
+
+
+@pytest.mark.parametrize("url", [
+    f"http://127.0.0.1:99999/a.wav?token={SECRET}",
+    f"http://127.0.0.1:abc/a.wav?token={SECRET}",
+])
+@pytest.mark.parametrize("allow_private", [True, False])
+def test_invalid_port_is_an_audio_error(url, allow_private):
+    with pytest.raises(AudioError) as info:
+        fetch_url(url, allow_private=allow_private)
+    assert "invalid URL" in str(info.value) and "Port" in str(info.value)
+    assert_no_secret(str(info.value))
 
 
 @pytest.mark.parametrize("url", [
@@ -277,6 +290,16 @@ def test_streamed_size_over_limit_refused_without_content_length(server):
     message = str(info.value)
     assert "more than 1000 bytes" in message and "download stopped" in message
     assert_no_secret(message)
+
+
+@pytest.mark.parametrize(("max_bytes", "ok"), [(len(AUDIO), True), (len(AUDIO) - 1, False)])
+def test_malformed_content_length_falls_back_to_the_streamed_limit(server, max_bytes, ok):
+    url = server.url("/garbled.wav")
+    if ok:
+        assert fetch_url(url, allow_private=True, max_bytes=max_bytes) == AUDIO
+    else:
+        with pytest.raises(AudioError, match="download stopped"):
+            fetch_url(url, allow_private=True, max_bytes=max_bytes)
 
 
 def test_streamed_body_within_limit_is_read_whole(server):
