@@ -40,7 +40,7 @@ def _check_host(url: str, allow_private: bool) -> None:
     if not parts.hostname:
         raise AudioError(f"{_redacted(url)}: URL has no host")
     try:
-        parts.port
+        _ = parts.port
     except ValueError as exc:
         raise AudioError(f"{_redacted(url)}: invalid URL ({exc})") from None
     if allow_private:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import types
@@ -48,10 +49,9 @@ class AudioServer:
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
                 self.end_headers()
-                try:
+                # The client may stop reading early, as it should over the limit.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client stopped reading, as it should
 
             def do_GET(self):
                 owner.paths.append(self.path)
@@ -73,7 +73,8 @@ class AudioServer:
                                length=0)
                 elif parts.path.startswith("/chain/"):
                     n = int(parts.path.rsplit("/", 1)[1])
-                    target = f"/chain/{n - 1}?{parts.query}" if n > 1 else f"/audio.wav?{parts.query}"
+                    target = f"/chain/{n - 1}" if n > 1 else "/audio.wav"
+                    target += f"?{parts.query}"
                     self._send(302, headers={"location": target}, length=0)
                 elif parts.path == "/error":
                     self._send(500, b"boom", 4)

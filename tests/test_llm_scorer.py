@@ -19,11 +19,13 @@ API_KEY = "test-key-not-secret-123"
 MODEL = "openai/gpt-4o-mini"
 
 LINES = [
-    (0.5, 5.0, "operator", "Good morning, this is Dana from Brightline Energy. How can I help you today?"),
+    (0.5, 5.0, "operator",
+     "Good morning, this is Dana from Brightline Energy. How can I help you today?"),
     (5.5, 8.5, "customer", "Hi, I would like to lower my electricity bill."),
     (9.0, 12.0, "operator", "What does your household usually pay per month?"),
     (12.5, 16.0, "customer", "About ninety dollars, which feels too expensive."),
-    (16.5, 23.0, "operator", "I understand. Our Saver plan includes free installation and costs sixty dollars per month."),
+    (16.5, 23.0, "operator",
+     "I understand. Our Saver plan includes free installation and costs sixty dollars per month."),
     (23.5, 25.0, "customer", "That sounds good."),
     (25.5, 30.0, "operator", "Shall we schedule the switch for Monday? Thank you for your time."),
 ]
@@ -160,7 +162,8 @@ def test_invalid_json_is_retried_with_the_error_fed_back(fake_llm, preset, call)
     assert len(fake_llm.requests) == 2
     retry = fake_llm.requests[1]["messages"]
     # The rejected reply is shown back as the assistant turn, then the reasons.
-    assert retry[-2] == {"role": "assistant", "content": "Sure! Here are the scores: {criteria: oops"}
+    assert retry[-2] == {"role": "assistant",
+                         "content": "Sure! Here are the scores: {criteria: oops"}
     assert retry[-1]["role"] == "user"
     assert "rejected" in retry[-1]["content"]
     assert first.error in retry[-1]["content"]

@@ -251,7 +251,8 @@ def test_custom_scale_is_respected(preset):
 def test_subset_preset_scores_only_its_criteria_in_its_order(preset):
     subset = Preset.model_validate({
         **preset.model_dump(),
-        "criteria": [c.model_dump() for c in reversed(preset.criteria) if c.id in ("tone", "greeting")],
+        "criteria": [c.model_dump() for c in reversed(preset.criteria)
+                     if c.id in ("tone", "greeting")],
     })
     outcome = score_with_rules(diarized(GOOD_CALL), subset)
     assert [c.id for c in outcome.output.criteria] == ["tone", "greeting"]
