@@ -4,12 +4,10 @@ import dagster as dg
 
 from callqa.assets.aggregates import tenant_daily_aggregates
 from callqa.assets.calls import diarized_transcript, raw_audio, scored_analysis, transcript
-from callqa.assets.partitions import calls_partitions
 
 process_call_job = dg.define_asset_job(
     name="process_call",
     selection=dg.AssetSelection.assets(raw_audio, transcript, diarized_transcript, scored_analysis),
-    partitions_def=calls_partitions,
     description="Recording → transcript → diarized transcript → validated score, for one call.",
 )
 
