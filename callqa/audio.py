@@ -28,6 +28,7 @@ class AudioProbe:
     channels: int
     sample_rate: int
     duration_s: float
+    declared_duration_s: float | None = None  # what the container header claims
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -66,6 +67,7 @@ def probe_bytes(data: bytes, name: str) -> AudioProbe:
             channels = stream.codec_context.channels or 0
             sample_rate = stream.codec_context.sample_rate or stream.rate or 0
             fmt = container.format.name
+            declared = container.duration / av.time_base if container.duration else None
     except AudioError:
         raise
     except Exception as exc:  # PyAV raises many error types for garbage input
@@ -80,6 +82,7 @@ def probe_bytes(data: bytes, name: str) -> AudioProbe:
         channels=channels,
         sample_rate=int(sample_rate),
         duration_s=0.0,  # filled from the decoded samples, which is exact
+        declared_duration_s=round(declared, 3) if declared else None,
     )
 
 
@@ -108,6 +111,14 @@ def decode_bytes(data: bytes, name: str) -> DecodedAudio:
     if samples == 0:
         raise AudioError(f"{name}: decodes to zero samples (empty recording)")
     duration = samples / SAMPLE_RATE
+    declared = probe.declared_duration_s
+    # Decoders stop quietly at a cut-off stream. FLAC's header holds the exact sample
+    # count (other formats' durations are estimates, e.g. VBR MP3), so it can tell.
+    if probe.codec == "flac" and declared and duration < declared - max(0.5, 0.02 * declared):
+        raise AudioError(
+            f"{name}: truncated or corrupt: the header declares {declared:.1f} s "
+            f"but only {duration:.1f} s decode"
+        )
     probe = AudioProbe(**{**probe.as_dict(), "duration_s": round(duration, 3)})
     return DecodedAudio(probe=probe, channels=[c.astype(np.float32, copy=False) for c in channels])
 

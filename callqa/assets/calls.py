@@ -214,7 +214,7 @@ def scored_analysis(
     preset = _preset_for(key, call["category"])
     with _recorded_failure(wh, key, "scored_analysis"):
         outcome = scorer.get_scorer().score(diarized, preset, call["category"])
-        wh.record_attempts(key.tenant, key.external_id, context.run_id,
+        wh.record_attempts(key.tenant, key.external_id, context.run.run_id,
                            [a.as_dict() for a in outcome.attempts])
         if not outcome.valid:
             raise ScoringError(
