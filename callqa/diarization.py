@@ -12,11 +12,13 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from callqa.config.models import ChannelMap, Role
-from callqa.transcription import Transcript, split_on_pauses
+from callqa.transcription import Segment, Transcript, split_on_pauses
 
 ROLES: tuple[Role, Role] = ("operator", "customer")
 # A pause this long in a mono recording is taken as a change of speaker.
 MONO_TURN_PAUSE_S = 0.7
+# Segments of one channel closer than this are one utterance cut by the STT.
+JOIN_GAP_S = 0.3
 # An interruption: starting while the other party still talks for at least this long.
 INTERRUPTION_MIN_OVERLAP_S = 0.3
 
@@ -87,6 +89,21 @@ def _intersection(a: list[tuple[float, float]], b: list[tuple[float, float]]):
     return _union(out)
 
 
+def _utterances(segments: list[Segment]) -> list[Segment]:
+    """Whisper segments re-cut at real pauses: split at long word gaps, join tiny gaps."""
+    pieces = [p for segment in segments for p in split_on_pauses(segment) if p.text.strip()]
+    joined: list[Segment] = []
+    for piece in pieces:
+        if joined and piece.start - joined[-1].end <= JOIN_GAP_S:
+            last = joined[-1]
+            joined[-1] = Segment(start=last.start, end=piece.end, channel=last.channel,
+                                 words=last.words + piece.words,
+                                 text=f"{last.text.strip()} {piece.text.strip()}")
+        else:
+            joined.append(piece)
+    return joined
+
+
 def assign_roles(transcript: Transcript, channel_map: ChannelMap) -> DiarizedTranscript:
     if len(transcript.channels) == 2:
         method = "stereo-channel-map"
@@ -99,9 +116,7 @@ def assign_roles(transcript: Transcript, channel_map: ChannelMap) -> DiarizedTra
                 channel=ch.channel,
             )
             for ch in transcript.channels
-            for segment in ch.segments
-            for s in split_on_pauses(segment)
-            if s.text.strip()
+            for s in _utterances(ch.segments)
         ]
     else:
         method = "mono-pause-heuristic"

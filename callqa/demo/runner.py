@@ -30,6 +30,8 @@ def _instance():
 
     home = settings.dagster_home()
     home.mkdir(parents=True, exist_ok=True)
+    # An empty dagster.yaml means Dagster's defaults: SQLite storage inside this folder.
+    (home / "dagster.yaml").touch()
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
 
@@ -65,19 +67,22 @@ def run_demo(force: bool = False, out=print) -> int:
     out(f"callqa demo: {len(keys)} bundled calls, {len(pending)} to process "
         f"({len(keys) - len(pending)} already done{'' if force else '; --force redoes them'})")
     job = defs.resolve_job_def("process_call")
+    # The per-step event log is in the Dagster UI; the console shows warnings and up.
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     failures = 0
     for key in pending:
         t0 = time.perf_counter()
         result = job.execute_in_process(
             instance=instance, partition_key=key.partition_key, raise_on_error=False,
-            tags={"callqa/source": "demo"},
+            tags={"callqa/source": "demo"}, run_config=quiet,
         )
         failures += not result.success
         out(f"  {'ok  ' if result.success else 'FAIL'} {key.partition_key:<22} "
             f"run {result.run_id[:8]}  {time.perf_counter() - t0:5.1f} s")
     if pending or force:
         defs.resolve_job_def("tenant_aggregates").execute_in_process(
-            instance=instance, partition_key=TENANT, tags={"callqa/source": "demo"})
+            instance=instance, partition_key=TENANT, tags={"callqa/source": "demo"},
+            run_config=quiet)
 
     _print_results(warehouse, manifest, out)
     out(f"\nWarehouse: {settings.redact_url(settings.database_url())}")

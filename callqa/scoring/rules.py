@@ -115,19 +115,26 @@ def _presentation(ops, preset) -> CriterionResult:
     )
 
 
+def _reply_turn(segments: list[DiarizedSegment], said: DiarizedSegment) -> list[DiarizedSegment]:
+    """The operator's lines answering `said`: from its start until the customer's next line."""
+    following = [s for s in segments if s.start >= said.start and s is not said]
+    next_customer = next((s.start for s in following if s.speaker == "customer"), float("inf"))
+    return [s for s in following if s.speaker == "operator" and s.start < next_customer]
+
+
 def _objections(segments, preset) -> tuple[CriterionResult, list[Pattern]]:
     patterns, evidence, handled, answered = [], [], 0, 0
     objections = [s for s in segments if s.speaker == "customer" and _has(s.text, OBJECTION)]
     for obj in objections:
         patterns.append(Pattern(type="objection", quote=obj.text, start=round(obj.start, 2)))
-        reply = next((s for s in segments if s.speaker == "operator" and s.start >= obj.start
-                      and s is not obj), None)
         evidence.append(obj)
-        if reply is None:
+        reply = _reply_turn(segments, obj)
+        if not reply:
             continue
         answered += 1
-        evidence.append(reply)
-        if _has(reply.text, HANDLING) and not _has(reply.text, RUDE):
+        evidence.extend(reply)
+        text = " ".join(s.text for s in reply)
+        if _has(text, HANDLING) and not _has(text, RUDE):
             handled += 1
     if not objections:
         return CriterionResult(
