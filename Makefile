@@ -1,6 +1,8 @@
 # callqa developer commands. Everything installs from uv.lock (hashes pinned).
 SHELL := /bin/bash
 UV := $(shell ./scripts/ensure-uv.sh)
+# Trust the OS certificate store (corporate proxies and custom CAs work out of the box).
+export UV_SYSTEM_CERTS ?= 1
 # litellm otherwise fetches its price map over the network on every import.
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export CALLQA_DATA_DIR ?= $(CURDIR)/.callqa
