@@ -30,3 +30,25 @@ def noise(seconds: float, level: float = 0.2, seed: int = 0) -> np.ndarray:
 
 def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(SR * seconds), dtype=np.float32)
+
+
+def transcode(src: Path, dst: Path, codec: str, rate: int) -> Path:
+    """Re-encode a recording with PyAV (bundled FFmpeg), keeping its channel layout."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        in_stream = inp.streams.audio[0]
+        layout = in_stream.codec_context.layout.name
+        stream = out.add_stream(codec, rate=rate, layout=layout)
+        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout=layout,
+                                      rate=rate)
+        for frame in inp.decode(in_stream):
+            for resampled in resampler.resample(frame):
+                for packet in stream.encode(resampled):
+                    out.mux(packet)
+        for resampled in resampler.resample(None):
+            for packet in stream.encode(resampled):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return dst

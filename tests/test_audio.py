@@ -55,3 +55,18 @@ def test_truncated_stereo_flac_is_rejected(good_call):
     data = (DEMO_CALLS / good_call["file"]).read_bytes()[:200]
     with pytest.raises(AudioError, match="call-x: truncated or corrupt"):
         decode_bytes(data, "call-x")
+
+
+@pytest.mark.parametrize(("suffix", "codec", "rate"), [(".mp3", "libmp3lame", 16000),
+                                                       (".ogg", "libopus", 48000)])
+def test_compressed_stereo_formats_decode(tmp_path, good_call, suffix, codec, rate):
+    from tests.audio_helpers import transcode
+
+    source = DEMO_CALLS / good_call["file"]
+    path = transcode(source, tmp_path / f"call{suffix}", codec, rate)
+    decoded = decode_file(path)
+    assert decoded.is_stereo
+    assert decoded.probe.duration_s == pytest.approx(decode_file(source).probe.duration_s, abs=0.2)
+    # The channels stay apart: the operator's channel is loud where the customer's is quiet.
+    left, right = decoded.channels
+    assert speech_regions(left) != speech_regions(right)

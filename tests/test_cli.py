@@ -108,3 +108,14 @@ def test_help_lists_commands():
     analyze = run_cli("analyze", "--help")
     for flag in ("--tenant", "--json", "--scorer", "--model", "CALLQA_LLM_API_BASE"):
         assert flag in analyze.stdout
+
+
+def test_analyze_mp3(tmp_path, poor_call):
+    from tests.audio_helpers import transcode
+
+    mp3 = transcode(DEMO_CALLS / poor_call["file"], tmp_path / "call.mp3", "libmp3lame", 16000)
+    result = run_cli("analyze", str(mp3), "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["call"]["audio"]["codec"].startswith("mp3")  # FFmpeg says mp3float
+    assert {s["speaker"] for s in record["transcript"]["segments"]} == {"operator", "customer"}
