@@ -23,8 +23,9 @@ ui: install  ## the Dagster UI with this code location, on the demo's instance
 	mkdir -p "$(DAGSTER_HOME)"
 	$(UV) run --frozen dagster dev -w workspace.yaml
 
-lint: install
-	$(UV) run --frozen ruff check callqa tests
+lint: install  ## ruff lint and format check
+	$(UV) run --frozen ruff check callqa tests scripts
+	$(UV) run --frozen ruff format --check callqa tests scripts
 
 schemas: install  ## regenerate the published JSON schemas from the models
 	$(UV) run --frozen callqa schema --write

@@ -17,7 +17,9 @@ def _by_operator(frame: pd.DataFrame) -> list[tuple[object, str, pd.DataFrame]]:
     return groups
 
 
-def daily_aggregates(analyses: pd.DataFrame, criteria: pd.DataFrame) -> tuple[list[dict], list[dict]]:
+def daily_aggregates(
+    analyses: pd.DataFrame, criteria: pd.DataFrame
+) -> tuple[list[dict], list[dict]]:
     if analyses.empty:
         return [], []
     metrics = pd.json_normalize(list(analyses["record"].map(lambda r: r["metrics"])))
@@ -46,8 +48,13 @@ def daily_aggregates(analyses: pd.DataFrame, criteria: pd.DataFrame) -> tuple[li
     criterion_rows = []
     for day, operator, group in _by_operator(criteria):
         for criterion, scores in group.groupby("criterion"):
-            criterion_rows.append({
-                "day": day, "operator": operator, "criterion": criterion,
-                "calls": int(len(scores)), "mean_score": round(float(scores["score"].mean()), 3),
-            })
+            criterion_rows.append(
+                {
+                    "day": day,
+                    "operator": operator,
+                    "criterion": criterion,
+                    "calls": int(len(scores)),
+                    "mean_score": round(float(scores["score"].mean()), 3),
+                }
+            )
     return call_rows, criterion_rows

@@ -130,24 +130,38 @@ def build_record(
     by_id = {c.id: c for c in outcome.output.criteria}
     criteria = [
         CriterionScore(
-            id=cid, name=names[cid], score=by_id[cid].score, weight=round(weights[cid], 4),
-            rationale=by_id[cid].rationale, evidence=by_id[cid].evidence,
+            id=cid,
+            name=names[cid],
+            score=by_id[cid].score,
+            weight=round(weights[cid], 4),
+            rationale=by_id[cid].rationale,
+            evidence=by_id[cid].evidence,
         )
         for cid in preset.criterion_ids
     ]
     prompt_tokens, completion_tokens = outcome.prompt_tokens, outcome.completion_tokens
     return AnalysisRecord(
         call=CallInfo(
-            tenant=tenant, external_id=external_id, category=category, operator=operator,
+            tenant=tenant,
+            external_id=external_id,
+            category=category,
+            operator=operator,
             started_at=started_at,
-            audio=AudioInfo(sha256=probe.sha256, duration_s=probe.duration_s,
-                            channels=probe.channels, sample_rate=probe.sample_rate,
-                            codec=probe.codec),
+            audio=AudioInfo(
+                sha256=probe.sha256,
+                duration_s=probe.duration_s,
+                channels=probe.channels,
+                sample_rate=probe.sample_rate,
+                codec=probe.codec,
+            ),
         ),
         transcript=TranscriptOut(
-            language=diarized.language, diarization=diarized.method,
-            segments=[TranscriptSegment(start=s.start, end=s.end, speaker=s.speaker, text=s.text)
-                      for s in diarized.segments],
+            language=diarized.language,
+            diarization=diarized.method,
+            segments=[
+                TranscriptSegment(start=s.start, end=s.end, speaker=s.speaker, text=s.text)
+                for s in diarized.segments
+            ],
         ),
         metrics=diarized.metrics,
         scores=Scores(
@@ -159,12 +173,20 @@ def build_record(
         recommendations=outcome.output.recommendations,
         summary=outcome.output.summary,
         scoring=ScoringInfo(
-            scorer=outcome.scorer, model=outcome.model, prompt_version=outcome.prompt_version,
+            scorer=outcome.scorer,
+            model=outcome.model,
+            prompt_version=outcome.prompt_version,
             preset=preset.id,
-            tokens=TokenUsage(prompt=prompt_tokens, completion=completion_tokens,
-                              total=prompt_tokens + completion_tokens),
-            cost_usd=outcome.cost_usd, latency_ms=outcome.latency_ms,
-            attempts=len(outcome.attempts), valid=True, note=outcome.note,
+            tokens=TokenUsage(
+                prompt=prompt_tokens,
+                completion=completion_tokens,
+                total=prompt_tokens + completion_tokens,
+            ),
+            cost_usd=outcome.cost_usd,
+            latency_ms=outcome.latency_ms,
+            attempts=len(outcome.attempts),
+            valid=True,
+            note=outcome.note,
         ),
     )
 

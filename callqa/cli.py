@@ -28,10 +28,14 @@ def _scorer(kind: str, model: str | None):
 
 def _print_analysis(record, transcribe_s: float) -> None:
     c, s = record.call, record.scores
-    print(f"Call {c.external_id}  ({c.audio.duration_s:.1f} s, {c.audio.channels} ch, "
-          f"{c.audio.codec}; transcribed in {transcribe_s:.1f} s)")
-    print(f"Scored by {record.scoring.scorer} ({record.scoring.model}), "
-          f"prompt version {record.scoring.prompt_version}")
+    print(
+        f"Call {c.external_id}  ({c.audio.duration_s:.1f} s, {c.audio.channels} ch, "
+        f"{c.audio.codec}; transcribed in {transcribe_s:.1f} s)"
+    )
+    print(
+        f"Scored by {record.scoring.scorer} ({record.scoring.model}), "
+        f"prompt version {record.scoring.prompt_version}"
+    )
     print()
     for seg in record.transcript.segments:
         print(f"  [{seg.start:6.1f}] {seg.speaker:>8}: {seg.text}")
@@ -41,9 +45,11 @@ def _print_analysis(record, transcribe_s: float) -> None:
         print(f"  {x.name:<{width}}  {x.score}/{s.scale.max}  {x.rationale}")
     print(f"\n  Total: {s.total}/100   weakest: {record.weakest.name}")
     m = record.metrics
-    print(f"  Talk share operator/customer: {m.roles['operator'].talk_share:.0%} / "
-          f"{m.roles['customer'].talk_share:.0%}; silence {m.silence_ratio:.0%}; "
-          f"interruptions {m.interruption_count}; longest monologue {m.longest_monologue_s:.1f} s")
+    print(
+        f"  Talk share operator/customer: {m.roles['operator'].talk_share:.0%} / "
+        f"{m.roles['customer'].talk_share:.0%}; silence {m.silence_ratio:.0%}; "
+        f"interruptions {m.interruption_count}; longest monologue {m.longest_monologue_s:.1f} s"
+    )
     print(f"\n  Summary: {record.summary}")
     for r in record.recommendations:
         print(f"  - {r}")
@@ -56,8 +62,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     whisper = None
     if args.whisper_model:
         whisper = WhisperSettings(model=args.whisper_model)
-    result = analyze_file(Path(args.path), tenant=args.tenant, category=args.category,
-                          scorer=_scorer(args.scorer, args.model), whisper=whisper)
+    result = analyze_file(
+        Path(args.path),
+        tenant=args.tenant,
+        category=args.category,
+        scorer=_scorer(args.scorer, args.model),
+        whisper=whisper,
+    )
     if args.json:
         print(result.record.model_dump_json(indent=2))
     else:
@@ -72,7 +83,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from callqa.schemas import write_schemas, generated_schemas
+    from callqa.schemas import generated_schemas, write_schemas
 
     if args.write:
         for path in write_schemas():
@@ -100,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     analyze = sub.add_parser(
-        "analyze", help="analyze one local recording and print the result",
+        "analyze",
+        help="analyze one local recording and print the result",
         description=(
             "Run the per-call pipeline (decode, transcribe, diarize, score) on one local audio "
             "file (WAV, FLAC, MP3, OGG). Stereo files: channel 0 = operator, 1 = customer, "
@@ -112,19 +124,33 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("path", help="audio file")
     analyze.add_argument("--tenant", default="demo", help="tenant config to use (default: demo)")
     analyze.add_argument("--category", default=None, help="call category, selects the preset")
-    analyze.add_argument("--json", action="store_true",
-                         help="print one JSON object valid against the analysis schema")
-    analyze.add_argument("--scorer", choices=["rules", "llm"], default="rules",
-                         help="rules: offline keyword rules (default); llm: litellm")
-    analyze.add_argument("--model", default=None,
-                         help="litellm model for --scorer llm, e.g. openai/gpt-4o-mini, "
-                              "openrouter/..., ollama/llama3.1 (default: the preset's)")
-    analyze.add_argument("--whisper-model", default=None,
-                         help="faster-whisper model name or path (default: the preset's, tiny.en)")
+    analyze.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object valid against the analysis schema",
+    )
+    analyze.add_argument(
+        "--scorer",
+        choices=["rules", "llm"],
+        default="rules",
+        help="rules: offline keyword rules (default); llm: litellm",
+    )
+    analyze.add_argument(
+        "--model",
+        default=None,
+        help="litellm model for --scorer llm, e.g. openai/gpt-4o-mini, "
+        "openrouter/..., ollama/llama3.1 (default: the preset's)",
+    )
+    analyze.add_argument(
+        "--whisper-model",
+        default=None,
+        help="faster-whisper model name or path (default: the preset's, tiny.en)",
+    )
     analyze.set_defaults(func=cmd_analyze)
 
     demo = sub.add_parser(
-        "demo", help="process the bundled sample calls through Dagster and print the results",
+        "demo",
+        help="process the bundled sample calls through Dagster and print the results",
         description=(
             "Stage the bundled sample calls for the demo tenant, run each through the Dagster "
             "job `process_call` on a local instance, rebuild the tenant aggregates and print "
@@ -135,8 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     schema = sub.add_parser("schema", help="print or write the published JSON schemas")
-    schema.add_argument("name", nargs="?", default="analysis",
-                        choices=["analysis", "tenant", "preset"])
+    schema.add_argument(
+        "name", nargs="?", default="analysis", choices=["analysis", "tenant", "preset"]
+    )
     schema.add_argument("--write", action="store_true", help="write all to callqa/schemas/")
     schema.set_defaults(func=cmd_schema)
 

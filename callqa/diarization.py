@@ -96,9 +96,13 @@ def _utterances(segments: list[Segment]) -> list[Segment]:
     for piece in pieces:
         if joined and piece.start - joined[-1].end <= JOIN_GAP_S:
             last = joined[-1]
-            joined[-1] = Segment(start=last.start, end=piece.end, channel=last.channel,
-                                 words=last.words + piece.words,
-                                 text=f"{last.text.strip()} {piece.text.strip()}")
+            joined[-1] = Segment(
+                start=last.start,
+                end=piece.end,
+                channel=last.channel,
+                words=last.words + piece.words,
+                text=f"{last.text.strip()} {piece.text.strip()}",
+            )
         else:
             joined.append(piece)
     return joined

@@ -42,8 +42,9 @@ def _validate(gx, context, name: str, frame, expectations) -> ExpectationReport:
     return report
 
 
-def validate_aggregates(call_rows: list[dict], criterion_rows: list[dict],
-                        scale: Scale) -> ExpectationReport:
+def validate_aggregates(
+    call_rows: list[dict], criterion_rows: list[dict], scale: Scale
+) -> ExpectationReport:
     # Keep great-expectations offline (no usage statistics) and out of the run logs.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
@@ -55,30 +56,48 @@ def validate_aggregates(call_rows: list[dict], criterion_rows: list[dict],
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     report = ExpectationReport()
     if call_rows:
-        calls = _validate(gx, context, "daily_aggregates", pd.DataFrame(call_rows), [
-            e.ExpectCompoundColumnsToBeUnique(column_list=["day", "operator"]),
-            *[e.ExpectColumnValuesToNotBeNull(column=c) for c in ("day", "operator", "calls")],
-            e.ExpectColumnValuesToBeBetween(column="calls", min_value=1),
-            *[e.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=100)
-              for c in ("mean_total", "min_total", "max_total")],
-            e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="mean_total", column_B="min_total",
-                                                      or_equal=True),
-            e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="max_total", column_B="mean_total",
-                                                      or_equal=True),
-            *[e.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1)
-              for c in ("mean_operator_talk_share", "mean_silence_ratio")],
-            e.ExpectColumnValuesToBeBetween(column="cost_usd", min_value=0),
-        ])
+        calls = _validate(
+            gx,
+            context,
+            "daily_aggregates",
+            pd.DataFrame(call_rows),
+            [
+                e.ExpectCompoundColumnsToBeUnique(column_list=["day", "operator"]),
+                *[e.ExpectColumnValuesToNotBeNull(column=c) for c in ("day", "operator", "calls")],
+                e.ExpectColumnValuesToBeBetween(column="calls", min_value=1),
+                *[
+                    e.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=100)
+                    for c in ("mean_total", "min_total", "max_total")
+                ],
+                e.ExpectColumnPairValuesAToBeGreaterThanB(
+                    column_A="mean_total", column_B="min_total", or_equal=True
+                ),
+                e.ExpectColumnPairValuesAToBeGreaterThanB(
+                    column_A="max_total", column_B="mean_total", or_equal=True
+                ),
+                *[
+                    e.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1)
+                    for c in ("mean_operator_talk_share", "mean_silence_ratio")
+                ],
+                e.ExpectColumnValuesToBeBetween(column="cost_usd", min_value=0),
+            ],
+        )
         report.evaluated += calls.evaluated
         report.failures += calls.failures
     if criterion_rows:
-        criteria = _validate(gx, context, "daily_criterion_aggregates",
-                             pd.DataFrame(criterion_rows), [
-            e.ExpectCompoundColumnsToBeUnique(column_list=["day", "operator", "criterion"]),
-            e.ExpectColumnValuesToBeBetween(column="mean_score", min_value=scale.min,
-                                            max_value=scale.max),
-            e.ExpectColumnValuesToBeBetween(column="calls", min_value=1),
-        ])
+        criteria = _validate(
+            gx,
+            context,
+            "daily_criterion_aggregates",
+            pd.DataFrame(criterion_rows),
+            [
+                e.ExpectCompoundColumnsToBeUnique(column_list=["day", "operator", "criterion"]),
+                e.ExpectColumnValuesToBeBetween(
+                    column="mean_score", min_value=scale.min, max_value=scale.max
+                ),
+                e.ExpectColumnValuesToBeBetween(column="calls", min_value=1),
+            ],
+        )
         report.evaluated += criteria.evaluated
         report.failures += criteria.failures
     return report

@@ -62,39 +62,58 @@ def private_urls_allowed() -> bool:
     return os.environ.get(ALLOW_PRIVATE_URLS_ENV, "").lower() in ("1", "true", "yes")
 
 
-def fetch_url(url: str, *, max_bytes: int = MAX_BYTES, allow_private: bool | None = None,
-              headers: dict[str, str] | None = None) -> bytes:
+def fetch_url(
+    url: str,
+    *,
+    max_bytes: int = MAX_BYTES,
+    allow_private: bool | None = None,
+    headers: dict[str, str] | None = None,
+) -> bytes:
     import requests
 
     allow = private_urls_allowed() if allow_private is None else allow_private
     for _ in range(MAX_REDIRECTS + 1):
         _check_host(url, allow)
         try:
-            response = requests.get(url, stream=True, allow_redirects=False, headers=headers,
-                                    timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+            response = requests.get(
+                url,
+                stream=True,
+                allow_redirects=False,
+                headers=headers,
+                timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+            )
         except requests.RequestException as exc:
-            raise AudioError(f"{_redacted(url)}: download failed ({exc.__class__.__name__})") from exc
+            raise AudioError(
+                f"{_redacted(url)}: download failed ({exc.__class__.__name__})"
+            ) from exc
         with response:
             if response.is_redirect:
                 url = urljoin(url, response.headers.get("location", ""))
                 continue
             if response.status_code != 200:
-                raise AudioError(f"{_redacted(url)}: download failed with HTTP {response.status_code}")
+                raise AudioError(
+                    f"{_redacted(url)}: download failed with HTTP {response.status_code}"
+                )
             try:
                 declared = int(response.headers.get("content-length") or 0)
             except ValueError:  # malformed header: the streamed size is still bounded
                 declared = 0
             if declared > max_bytes:
-                raise AudioError(f"{_redacted(url)}: {declared} bytes exceeds the {max_bytes}-byte limit")
+                raise AudioError(
+                    f"{_redacted(url)}: {declared} bytes exceeds the {max_bytes}-byte limit"
+                )
             chunks, size = [], 0
             try:
                 for chunk in response.iter_content(64 * 1024):
                     size += len(chunk)
                     if size > max_bytes:
                         raise AudioError(
-                            f"{_redacted(url)}: more than {max_bytes} bytes; download stopped")
+                            f"{_redacted(url)}: more than {max_bytes} bytes; download stopped"
+                        )
                     chunks.append(chunk)
             except requests.RequestException as exc:
-                raise AudioError(f"{_redacted(url)}: download interrupted ({exc.__class__.__name__})") from exc
+                raise AudioError(
+                    f"{_redacted(url)}: download interrupted ({exc.__class__.__name__})"
+                ) from exc
             return b"".join(chunks)
     raise AudioError(f"{_redacted(url)}: more than {MAX_REDIRECTS} redirects")

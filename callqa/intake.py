@@ -34,8 +34,12 @@ def stage_files(warehouse: Warehouse, tenant: str, files: list[StagedFile]) -> l
     for f in files:
         key = make_key(tenant, f.external_id or external_id_from_name(f.path.stem))
         warehouse.stage_call(
-            tenant=tenant, external_id=key.external_id, source="file",
-            source_uri=f.path.resolve().as_uri(), category=f.category, operator=f.operator,
+            tenant=tenant,
+            external_id=key.external_id,
+            source="file",
+            source_uri=f.path.resolve().as_uri(),
+            category=f.category,
+            operator=f.operator,
             started_at=f.started_at,
         )
         keys.append(key)

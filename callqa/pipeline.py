@@ -26,8 +26,14 @@ class FileAnalysis:
     transcribe_s: float
 
 
-def analyze_file(path: Path, *, tenant: str = "demo", category: str | None = None,
-                 scorer, whisper: WhisperSettings | None = None) -> FileAnalysis:
+def analyze_file(
+    path: Path,
+    *,
+    tenant: str = "demo",
+    category: str | None = None,
+    scorer,
+    whisper: WhisperSettings | None = None,
+) -> FileAnalysis:
     import time
 
     registry = default_registry()
@@ -37,7 +43,8 @@ def analyze_file(path: Path, *, tenant: str = "demo", category: str | None = Non
     if all(is_silent(c) for c in decoded.channels):
         raise AudioError(f"{path}: recording is silent (no signal on any channel)")
     settings = whisper or WhisperSettings(
-        model=preset.speech.model, beam_size=preset.speech.beam_size,
+        model=preset.speech.model,
+        beam_size=preset.speech.beam_size,
         language=preset.speech.language,
     )
     started = time.perf_counter()
@@ -53,7 +60,12 @@ def analyze_file(path: Path, *, tenant: str = "demo", category: str | None = Non
             f"{outcome.last_error}"
         )
     record = build_record(
-        tenant=tenant, external_id=external_id_from_name(path.stem), probe=decoded.probe,
-        diarized=diarized, outcome=outcome, preset=preset, category=category,
+        tenant=tenant,
+        external_id=external_id_from_name(path.stem),
+        probe=decoded.probe,
+        diarized=diarized,
+        outcome=outcome,
+        preset=preset,
+        category=category,
     )
     return FileAnalysis(record=record, outcome=outcome, transcribe_s=transcribe_s)

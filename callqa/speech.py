@@ -47,7 +47,9 @@ def load_model(model: str, device: str, compute_type: str, cpu_threads: int):
     )
 
 
-def transcribe_channel(samples: np.ndarray, channel: int, settings: WhisperSettings) -> ChannelTranscript:
+def transcribe_channel(
+    samples: np.ndarray, channel: int, settings: WhisperSettings
+) -> ChannelTranscript:
     speech_s = round(sum(e - s for s, e in speech_regions(samples)), 2)
     if is_silent(samples):
         # Whisper invents text for pure silence; an empty channel has nothing to say.
@@ -68,8 +70,12 @@ def transcribe_channel(samples: np.ndarray, channel: int, settings: WhisperSetti
             text=s.text.strip(),
             channel=channel,
             words=[
-                Word(start=round(w.start, 2), end=round(w.end, 2), word=w.word.strip(),
-                     probability=round(w.probability, 3))
+                Word(
+                    start=round(w.start, 2),
+                    end=round(w.end, 2),
+                    word=w.word.strip(),
+                    probability=round(w.probability, 3),
+                )
                 for w in (s.words or [])
             ],
         )

@@ -81,7 +81,12 @@ def split_on_pauses(segment: Segment, max_gap_s: float = 0.6) -> list[Segment]:
     if len(groups) == 1:
         return [segment]
     return [
-        Segment(start=g[0].start, end=g[-1].end, channel=segment.channel, words=g,
-                text=" ".join(w.word.strip() for w in g if w.word.strip()))
+        Segment(
+            start=g[0].start,
+            end=g[-1].end,
+            channel=segment.channel,
+            words=g,
+            text=" ".join(w.word.strip() for w in g if w.word.strip()),
+        )
         for g in groups
     ]

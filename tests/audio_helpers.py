@@ -25,7 +25,9 @@ def write_wav(path: Path, channels: list[np.ndarray], sample_rate: int = SR) -> 
 
 
 def noise(seconds: float, level: float = 0.2, seed: int = 0) -> np.ndarray:
-    return (np.random.default_rng(seed).standard_normal(int(SR * seconds)) * level).astype(np.float32)
+    return (np.random.default_rng(seed).standard_normal(int(SR * seconds)) * level).astype(
+        np.float32
+    )
 
 
 def silence(seconds: float) -> np.ndarray:
@@ -40,8 +42,9 @@ def transcode(src: Path, dst: Path, codec: str, rate: int) -> Path:
         in_stream = inp.streams.audio[0]
         layout = in_stream.codec_context.layout.name
         stream = out.add_stream(codec, rate=rate, layout=layout)
-        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout=layout,
-                                      rate=rate)
+        resampler = av.AudioResampler(
+            format=stream.codec_context.format.name, layout=layout, rate=rate
+        )
         for frame in inp.decode(in_stream):
             for resampled in resampler.resample(frame):
                 for packet in stream.encode(resampled):

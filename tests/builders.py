@@ -9,25 +9,44 @@ from callqa.diarization import DiarizedSegment, DiarizedTranscript, conversation
 Line = tuple[float, float, str, str]  # (start, end, speaker, text)
 
 
-def diarized(lines: Iterable[Line], *, duration_s: float | None = None,
-             language: str | None = "en",
-             method: str = "stereo-channel-map") -> DiarizedTranscript:
+def diarized(
+    lines: Iterable[Line],
+    *,
+    duration_s: float | None = None,
+    language: str | None = "en",
+    method: str = "stereo-channel-map",
+) -> DiarizedTranscript:
     """A DiarizedTranscript from (start, end, speaker, text) lines, with real metrics."""
     segments = sorted(
-        (DiarizedSegment(start=start, end=end, speaker=speaker, text=text,
-                         channel=0 if speaker == "operator" else 1)
-         for start, end, speaker, text in lines),
+        (
+            DiarizedSegment(
+                start=start,
+                end=end,
+                speaker=speaker,
+                text=text,
+                channel=0 if speaker == "operator" else 1,
+            )
+            for start, end, speaker, text in lines
+        ),
         key=lambda s: (s.start, s.end),
     )
     duration = duration_s if duration_s is not None else max((s.end for s in segments), default=0.0)
     return DiarizedTranscript(
-        method=method, language=language, duration_s=duration, segments=segments,
+        method=method,
+        language=language,
+        duration_s=duration,
+        segments=segments,
         metrics=conversation_metrics(segments, duration),
     )
 
 
-def timed(turns: Sequence[tuple[str, str]], *, gap_s: float = 0.5,
-          words_per_s: float = 2.5, start_s: float = 0.5) -> list[Line]:
+def timed(
+    turns: Sequence[tuple[str, str]],
+    *,
+    gap_s: float = 0.5,
+    words_per_s: float = 2.5,
+    start_s: float = 0.5,
+) -> list[Line]:
     """Give (speaker, text) turns plausible, non-overlapping times in call order."""
     lines, t = [], start_s
     for speaker, text in turns:

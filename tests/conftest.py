@@ -41,8 +41,10 @@ def pg_server_url() -> str:
         with engine.connect() as conn:
             conn.execute(sa.text("select 1"))
     except Exception as exc:  # the suite needs the real server; say which one
-        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable ({exc.__class__.__name__}); "
-                    "set CALLQA_TEST_PG_URL")
+        pytest.fail(
+            f"PostgreSQL at {PG_ADMIN_URL} is not reachable ({exc.__class__.__name__}); "
+            "set CALLQA_TEST_PG_URL"
+        )
     finally:
         engine.dispose()
     return PG_ADMIN_URL
@@ -117,21 +119,38 @@ class FakeLLM:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 fake.requests.append(body)
                 fake.headers.append(dict(self.headers))
-                reply = fake.replies.pop(0) if fake.replies else (500, {"error": {
-                    "message": "no scripted reply left", "type": "server_error"}})
+                reply = (
+                    fake.replies.pop(0)
+                    if fake.replies
+                    else (
+                        500,
+                        {"error": {"message": "no scripted reply left", "type": "server_error"}},
+                    )
+                )
                 if isinstance(reply, tuple):
                     status, payload = reply
                 else:
-                    status, payload = 200, {
-                        "id": f"chatcmpl-{uuid.uuid4().hex[:8]}",
-                        "object": "chat.completion",
-                        "created": 1_700_000_000,
-                        "model": body.get("model", "fake"),
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": reply}}],
-                        "usage": {"prompt_tokens": 1200, "completion_tokens": 300,
-                                  "total_tokens": 1500},
-                    }
+                    status, payload = (
+                        200,
+                        {
+                            "id": f"chatcmpl-{uuid.uuid4().hex[:8]}",
+                            "object": "chat.completion",
+                            "created": 1_700_000_000,
+                            "model": body.get("model", "fake"),
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": reply},
+                                }
+                            ],
+                            "usage": {
+                                "prompt_tokens": 1200,
+                                "completion_tokens": 300,
+                                "total_tokens": 1500,
+                            },
+                        },
+                    )
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")

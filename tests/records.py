@@ -1,31 +1,92 @@
 """Build real analysis records (through `build_record`) for tests that need stored analyses."""
 
+from __future__ import annotations
+
 from callqa.analysis import build_record
 from callqa.audio import AudioProbe
+from callqa.config.models import Preset
 from callqa.config.registry import default_registry
 from callqa.diarization import DiarizedSegment, DiarizedTranscript, conversation_metrics
 from callqa.scoring.outcome import Attempt, ScoringOutcome
-from callqa.scoring.output import CriterionResult, ScorerOutput
+from callqa.scoring.output import CriterionResult, Evidence, ScorerOutput
+
+SEGMENTS = [
+    DiarizedSegment(start=0, end=4, speaker="operator", text="Hello, Northwind, Ann here."),
+    DiarizedSegment(start=4.5, end=8, speaker="customer", text="I want a cheaper plan."),
+]
 
 
-def sample_record(tenant: str, external_id: str, score: int = 4, operator: str = "anna") -> dict:
-    preset = default_registry().preset("sales-default")
-    segments = [
-        DiarizedSegment(start=0.0, end=3.0, speaker="operator", text="Hello, this is Anna."),
-        DiarizedSegment(start=3.5, end=6.0, speaker="customer", text="Hi, I need a plan."),
-    ]
-    diarized = DiarizedTranscript(method="stereo-channel-map", language="en", duration_s=7.0,
-                                  segments=segments, metrics=conversation_metrics(segments, 7.0))
-    output = ScorerOutput(
-        criteria=[CriterionResult(id=c, score=score, rationale="test", evidence=[])
-                  for c in preset.criterion_ids],
-        summary="test call",
+def preset_with(criteria: tuple[str, ...]) -> Preset:
+    """A minimal preset scoring exactly `criteria`, equally weighted, 1-5."""
+    return Preset(
+        id="p1",
+        criteria=[{"id": c, "name": c.title(), "weight": 1, "description": c} for c in criteria],
+        prompt_template="$transcript",
     )
-    outcome = ScoringOutcome(scorer="rules", model="rules-v1",
-                             prompt_version=preset.prompt_version, output=output,
-                             attempts=[Attempt(1, "rules", "rules-v1", preset.prompt_version,
-                                               valid=True)])
-    probe = AudioProbe(sha256="0" * 64, size_bytes=1, codec="flac", container="flac",
-                       channels=2, sample_rate=16000, duration_s=7.0)
-    return build_record(tenant=tenant, external_id=external_id, probe=probe, diarized=diarized,
-                        outcome=outcome, preset=preset, operator=operator).model_dump(mode="json")
+
+
+def sample_record(
+    tenant: str,
+    external_id: str,
+    scores: dict[str, int] | None = None,
+    *,
+    operator: str | None = "ann",
+    summary: str = "ok",
+) -> dict:
+    """A real AnalysisRecord, dumped as the pipeline stores it. Without `scores`, every
+    sales-default criterion scores 4; with them, a preset of just those criteria is used."""
+    if scores is None:
+        preset = default_registry().preset("sales-default")
+        scores = dict.fromkeys(preset.criterion_ids, 4)
+    else:
+        preset = preset_with(tuple(scores))
+    diarized = DiarizedTranscript(
+        method="stereo-channel-map",
+        language="en",
+        duration_s=10,
+        segments=SEGMENTS,
+        metrics=conversation_metrics(SEGMENTS, 10),
+    )
+    output = ScorerOutput(
+        criteria=[
+            CriterionResult(
+                id=cid, score=s, rationale="because", evidence=[Evidence(quote="Ann here", start=0)]
+            )
+            for cid, s in scores.items()
+        ],
+        summary=summary,
+    )
+    attempt = Attempt(
+        attempt=1,
+        scorer="rules",
+        model=None,
+        prompt_version=preset.prompt_version,
+        valid=True,
+        cost_usd=0.001,
+    )
+    outcome = ScoringOutcome(
+        scorer="rules",
+        model=None,
+        prompt_version=preset.prompt_version,
+        output=output,
+        attempts=[attempt],
+    )
+    probe = AudioProbe(
+        sha256="0" * 64,
+        size_bytes=1000,
+        codec="pcm_s16le",
+        container="wav",
+        channels=2,
+        sample_rate=8000,
+        duration_s=10.0,
+    )
+    record = build_record(
+        tenant=tenant,
+        external_id=external_id,
+        probe=probe,
+        diarized=diarized,
+        outcome=outcome,
+        preset=preset,
+        operator=operator,
+    )
+    return record.model_dump(mode="json")

@@ -18,13 +18,23 @@ CRITERION_COLUMNS = ["external_id", "criterion", "score", "call_day", "operator"
 
 def _metrics(duration: float, op_share: float, silence: float, interruptions: int) -> dict:
     def role(share: float) -> RoleMetrics:
-        return RoleMetrics(talk_time_s=duration * share, talk_share=share, words=10,
-                           words_per_minute=120, interruptions=0)
+        return RoleMetrics(
+            talk_time_s=duration * share,
+            talk_share=share,
+            words=10,
+            words_per_minute=120,
+            interruptions=0,
+        )
 
     return ConversationMetrics(
-        duration_s=duration, silence_ratio=silence, overlap_s=0, overlap_count=0,
-        interruption_count=interruptions, longest_monologue_s=5,
-        longest_monologue_speaker="operator", turns=4,
+        duration_s=duration,
+        silence_ratio=silence,
+        overlap_s=0,
+        overlap_count=0,
+        interruption_count=interruptions,
+        longest_monologue_s=5,
+        longest_monologue_speaker="operator",
+        turns=4,
         roles={"operator": role(op_share), "customer": role(round(1 - op_share, 3))},
     ).model_dump(mode="json")
 
@@ -39,25 +49,46 @@ CALLS = [
 ]
 # (external_id, criterion, score)
 SCORES = [
-    ("c1", "greeting", 5), ("c1", "closing", 4),
-    ("c2", "greeting", 3), ("c2", "closing", 2),
-    ("c3", "greeting", 1), ("c3", "closing", 3),
-    ("c4", "greeting", 4), ("c4", "closing", 5),
-    ("c5", "greeting", 2), ("c5", "closing", 1),
+    ("c1", "greeting", 5),
+    ("c1", "closing", 4),
+    ("c2", "greeting", 3),
+    ("c2", "closing", 2),
+    ("c3", "greeting", 1),
+    ("c3", "closing", 3),
+    ("c4", "greeting", 4),
+    ("c4", "closing", 5),
+    ("c5", "greeting", 2),
+    ("c5", "closing", 1),
 ]
 
 
 def _frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     analyses = pd.DataFrame(
-        [{"external_id": ext, "call_day": day, "operator": op, "total": total, "cost_usd": cost,
-          "record": {"metrics": _metrics(dur, share, silence, intr)}}
-         for ext, day, op, total, cost, dur, share, silence, intr in CALLS],
+        [
+            {
+                "external_id": ext,
+                "call_day": day,
+                "operator": op,
+                "total": total,
+                "cost_usd": cost,
+                "record": {"metrics": _metrics(dur, share, silence, intr)},
+            }
+            for ext, day, op, total, cost, dur, share, silence, intr in CALLS
+        ],
         columns=ANALYSES_COLUMNS,
     )
     meta = {ext: (day, op) for ext, day, op, *_ in CALLS}
     criteria = pd.DataFrame(
-        [{"external_id": ext, "criterion": crit, "score": score, "call_day": meta[ext][0],
-          "operator": meta[ext][1]} for ext, crit, score in SCORES],
+        [
+            {
+                "external_id": ext,
+                "criterion": crit,
+                "score": score,
+                "call_day": meta[ext][0],
+                "operator": meta[ext][1],
+            }
+            for ext, crit, score in SCORES
+        ],
         columns=CRITERION_COLUMNS,
     )
     return analyses, criteria
@@ -70,7 +101,13 @@ def _by_key(rows: list[dict], *keys: str) -> dict:
 def test_one_row_per_day_for_the_team_and_each_operator():
     call_rows, _ = daily_aggregates(*_frames())
     assert sorted((r["day"], r["operator"]) for r in call_rows) == [
-        (D1, "*"), (D1, "ann"), (D1, "bob"), (D2, "*"), (D2, "ann"), (D2, "unknown")]
+        (D1, "*"),
+        (D1, "ann"),
+        (D1, "bob"),
+        (D2, "*"),
+        (D2, "ann"),
+        (D2, "unknown"),
+    ]
 
 
 def test_call_row_values():
@@ -88,17 +125,29 @@ def test_call_row_values():
 
     ann = rows[(D1, "ann")]
     assert (ann["calls"], ann["mean_total"], ann["min_total"], ann["max_total"]) == (
-        2, 70.0, 60.0, 80.0)
+        2,
+        70.0,
+        60.0,
+        80.0,
+    )
     assert (ann["audio_s"], ann["interruptions"]) == (180.0, 1)
     assert ann["cost_usd"] == pytest.approx(0.03)
 
     bob = rows[(D1, "bob")]
     assert (bob["calls"], bob["mean_total"], bob["min_total"], bob["max_total"]) == (
-        1, 40.0, 40.0, 40.0)
+        1,
+        40.0,
+        40.0,
+        40.0,
+    )
 
     day2 = rows[(D2, "*")]
     assert (day2["calls"], day2["mean_total"], day2["min_total"], day2["max_total"]) == (
-        2, 80.0, 70.0, 90.0)
+        2,
+        80.0,
+        70.0,
+        90.0,
+    )
     assert day2["mean_operator_talk_share"] == 0.5
     assert rows[(D2, "unknown")]["calls"] == 1  # a call without operator is still counted
 
@@ -115,7 +164,9 @@ def test_criterion_means_per_day_and_operator():
     rows = _by_key(criterion_rows, "day", "operator", "criterion")
     assert len(criterion_rows) == 12  # (3 + 3 groups) x 2 criteria
     assert (rows[(D1, "*", "greeting")]["calls"], rows[(D1, "*", "greeting")]["mean_score"]) == (
-        3, 3.0)
+        3,
+        3.0,
+    )
     assert rows[(D1, "*", "closing")]["mean_score"] == 3.0
     assert rows[(D1, "ann", "greeting")]["mean_score"] == 4.0
     assert rows[(D1, "ann", "closing")]["mean_score"] == 3.0
@@ -127,8 +178,9 @@ def test_criterion_means_per_day_and_operator():
 
 def test_criterion_mean_is_rounded_to_three_decimals():
     analyses, criteria = _frames()
-    criteria.loc[(criteria["external_id"] == "c3") & (criteria["criterion"] == "greeting"),
-                 "score"] = 2
+    criteria.loc[
+        (criteria["external_id"] == "c3") & (criteria["criterion"] == "greeting"), "score"
+    ] = 2
     rows = _by_key(daily_aggregates(analyses, criteria)[1], "day", "operator", "criterion")
     assert rows[(D1, "*", "greeting")]["mean_score"] == 3.333
 

@@ -43,8 +43,13 @@ def stage(db_url, path, external_id, **kw):
 
 def materialize(assets, key, db_url, tmp_path, instance, scorer=None):
     instance.add_dynamic_partitions("calls", [key])
-    return dg.materialize(assets, partition_key=key, instance=instance, raise_on_error=False,
-                          resources=resources(db_url, tmp_path, scorer))
+    return dg.materialize(
+        assets,
+        partition_key=key,
+        instance=instance,
+        raise_on_error=False,
+        resources=resources(db_url, tmp_path, scorer),
+    )
 
 
 def checks_by_name(result):
@@ -60,15 +65,24 @@ def count(wh, table, **where):
 
 
 def test_call_chain_end_to_end_and_idempotent(db_url, tmp_path, good_call):
-    wh, key = stage(db_url, DEMO_CALLS / good_call["file"], good_call["external_id"],
-                    operator=good_call["operator"], category="sales")
+    wh, key = stage(
+        db_url,
+        DEMO_CALLS / good_call["file"],
+        good_call["external_id"],
+        operator=good_call["operator"],
+        category="sales",
+    )
     instance = dg.DagsterInstance.ephemeral()
     result = materialize(CALL_ASSETS, key, db_url, tmp_path, instance)
     assert result.success
     checks = checks_by_name(result)
-    assert set(checks) == {"recording_decodable", "transcript_covers_speech",
-                           "both_roles_present", "analysis_matches_schema",
-                           "analysis_business_rules"}
+    assert set(checks) == {
+        "recording_decodable",
+        "transcript_covers_speech",
+        "both_roles_present",
+        "analysis_matches_schema",
+        "analysis_business_rules",
+    }
     assert all(c.passed for c in checks.values()), {n: c.metadata for n, c in checks.items()}
 
     mats = {m.asset_key.path[-1]: m for m in result.get_asset_materialization_events()}
@@ -131,9 +145,14 @@ def test_blocking_coverage_check_stops_downstream(tmp_path, good_call):
 
 
 def _llm_reply(preset, **overrides):
-    reply = {"criteria": [{"id": c, "score": 3, "rationale": "ok", "evidence": []}
-                          for c in preset.criterion_ids],
-             "summary": "ok", "recommendations": [], "patterns": []}
+    reply = {
+        "criteria": [
+            {"id": c, "score": 3, "rationale": "ok", "evidence": []} for c in preset.criterion_ids
+        ],
+        "summary": "ok",
+        "recommendations": [],
+        "patterns": [],
+    }
     reply.update(overrides)
     return json.dumps(reply)
 
@@ -145,15 +164,21 @@ def test_llm_scorer_invalid_replies_are_recorded_and_retryable(tmp_path, good_ca
     db_url = f"sqlite:///{tmp_path / 'wh.db'}"
     wh, key = stage(db_url, DEMO_CALLS / good_call["file"], "llm-1", category="sales")
     instance = dg.DagsterInstance.ephemeral()
-    scorer = LLMScorerResource(model="openai/gpt-4o-mini", api_base=fake_llm.api_base,
-                               api_key="k-test")
+    scorer = LLMScorerResource(
+        model="openai/gpt-4o-mini", api_base=fake_llm.api_base, api_key="k-test"
+    )
     first = materialize(CALL_ASSETS[:3], key, db_url, tmp_path, instance, scorer)
     assert first.success
 
     # Two invalid replies: the step fails, and both attempts are in the warehouse.
     fake_llm.replies = ["{not json", _llm_reply(preset, criteria=[])]
-    failed = dg.materialize([scored_analysis], partition_key=key, instance=instance,
-                            raise_on_error=False, resources=resources(db_url, tmp_path, scorer))
+    failed = dg.materialize(
+        [scored_analysis],
+        partition_key=key,
+        instance=instance,
+        raise_on_error=False,
+        resources=resources(db_url, tmp_path, scorer),
+    )
     assert not failed.success
     attempts = wh.attempts("demo", "llm-1")
     assert len(attempts) == 2 and not any(a["valid"] for a in attempts)
@@ -163,8 +188,13 @@ def test_llm_scorer_invalid_replies_are_recorded_and_retryable(tmp_path, good_ca
 
     # The provider recovers: re-materializing succeeds and the call is processed.
     fake_llm.replies = [_llm_reply(preset)]
-    ok = dg.materialize([scored_analysis], partition_key=key, instance=instance,
-                        raise_on_error=False, resources=resources(db_url, tmp_path, scorer))
+    ok = dg.materialize(
+        [scored_analysis],
+        partition_key=key,
+        instance=instance,
+        raise_on_error=False,
+        resources=resources(db_url, tmp_path, scorer),
+    )
     assert ok.success
     record = wh.analysis("demo", "llm-1")
     assert record["scoring"]["scorer"] == "llm" and record["scores"]["total"] == 50.0
@@ -178,12 +208,21 @@ def test_tenant_daily_aggregates(tmp_path, manifest):
     instance = dg.DagsterInstance.ephemeral()
     calls = manifest[:2]
     for call in calls:
-        wh, key = stage(db_url, DEMO_CALLS / call["file"], call["external_id"],
-                        operator=call["operator"], category="sales",
-                        started_at=dg_time(call["started_at"]))
+        wh, key = stage(
+            db_url,
+            DEMO_CALLS / call["file"],
+            call["external_id"],
+            operator=call["operator"],
+            category="sales",
+            started_at=dg_time(call["started_at"]),
+        )
         assert materialize(CALL_ASSETS, key, db_url, tmp_path, instance).success
-    result = dg.materialize([tenant_daily_aggregates], partition_key="demo", instance=instance,
-                            resources=resources(db_url, tmp_path))
+    result = dg.materialize(
+        [tenant_daily_aggregates],
+        partition_key="demo",
+        instance=instance,
+        resources=resources(db_url, tmp_path),
+    )
     assert result.success
     assert checks_by_name(result)["aggregates_expectations"].passed
     meta = result.get_asset_materialization_events()[0].materialization.metadata
@@ -195,7 +234,13 @@ def test_tenant_daily_aggregates(tmp_path, manifest):
     assert meta["mean_total"].value == pytest.approx(sum(totals) / 2, abs=0.01)
     criteria = wh.daily_criterion_aggregates("demo")
     assert {r["criterion"] for r in criteria} == {
-        "greeting", "needs_discovery", "presentation", "objection_handling", "closing", "tone"}
+        "greeting",
+        "needs_discovery",
+        "presentation",
+        "objection_handling",
+        "closing",
+        "tone",
+    }
     wh.dispose()
 
 

@@ -57,8 +57,9 @@ def test_truncated_stereo_flac_is_rejected(good_call):
         decode_bytes(data, "call-x")
 
 
-@pytest.mark.parametrize(("suffix", "codec", "rate"), [(".mp3", "libmp3lame", 16000),
-                                                       (".ogg", "libopus", 48000)])
+@pytest.mark.parametrize(
+    ("suffix", "codec", "rate"), [(".mp3", "libmp3lame", 16000), (".ogg", "libopus", 48000)]
+)
 def test_compressed_stereo_formats_decode(tmp_path, good_call, suffix, codec, rate):
     from tests.audio_helpers import transcode
 

@@ -17,8 +17,15 @@ from callqa.scoring.output import CriterionResult, Evidence, ScorerOutput
 from callqa.scoring.rubric import normalized_weights, weighted_total
 from callqa.transcription import ChannelTranscript, Segment, Transcript
 
-PROBE = AudioProbe(sha256="0" * 64, size_bytes=160_044, codec="pcm_s16le", container="wav",
-                   channels=2, sample_rate=8000, duration_s=10.0)
+PROBE = AudioProbe(
+    sha256="0" * 64,
+    size_bytes=160_044,
+    codec="pcm_s16le",
+    container="wav",
+    channels=2,
+    sample_rate=8000,
+    duration_s=10.0,
+)
 
 
 def _meta(result: dg.AssetCheckResult, key: str):
@@ -38,36 +45,70 @@ def _preset() -> Preset:
 
 
 def _diarized(method="stereo-channel-map", roles=("operator", "customer")) -> DiarizedTranscript:
-    lines = {"operator": (0, 4, "Hello, Northwind, this is Ann."),
-             "customer": (4.5, 8, "Hi, I'd like a cheaper plan.")}
-    segments = [DiarizedSegment(start=lines[r][0], end=lines[r][1], speaker=r, text=lines[r][2])
-                for r in roles]
-    return DiarizedTranscript(method=method, language="en", duration_s=10, segments=segments,
-                              metrics=conversation_metrics(segments, 10))
+    lines = {
+        "operator": (0, 4, "Hello, Northwind, this is Ann."),
+        "customer": (4.5, 8, "Hi, I'd like a cheaper plan."),
+    }
+    segments = [
+        DiarizedSegment(start=lines[r][0], end=lines[r][1], speaker=r, text=lines[r][2])
+        for r in roles
+    ]
+    return DiarizedTranscript(
+        method=method,
+        language="en",
+        duration_s=10,
+        segments=segments,
+        metrics=conversation_metrics(segments, 10),
+    )
 
 
 def _record(preset: Preset | None = None) -> dict:
     preset = preset or _preset()
     output = ScorerOutput(
         criteria=[
-            CriterionResult(id="greeting", score=5, rationale="named the company",
-                            evidence=[Evidence(quote="this is Ann", start=0)]),
-            CriterionResult(id="closing", score=2, rationale="no next step",
-                            evidence=[Evidence(quote="a cheaper plan", start=4.5)]),
+            CriterionResult(
+                id="greeting",
+                score=5,
+                rationale="named the company",
+                evidence=[Evidence(quote="this is Ann", start=0)],
+            ),
+            CriterionResult(
+                id="closing",
+                score=2,
+                rationale="no next step",
+                evidence=[Evidence(quote="a cheaper plan", start=4.5)],
+            ),
         ],
         summary="Friendly opening, weak close.",
         recommendations=["Propose a concrete next step."],
     )
     outcome = ScoringOutcome(
-        scorer="rules", model=None, prompt_version=preset.prompt_version, output=output,
-        attempts=[Attempt(attempt=1, scorer="rules", model=None,
-                          prompt_version=preset.prompt_version, valid=True)],
+        scorer="rules",
+        model=None,
+        prompt_version=preset.prompt_version,
+        output=output,
+        attempts=[
+            Attempt(
+                attempt=1,
+                scorer="rules",
+                model=None,
+                prompt_version=preset.prompt_version,
+                valid=True,
+            )
+        ],
     )
-    return build_record(tenant="demo", external_id="c1", probe=PROBE, diarized=_diarized(),
-                        outcome=outcome, preset=preset).model_dump(mode="json")
+    return build_record(
+        tenant="demo",
+        external_id="c1",
+        probe=PROBE,
+        diarized=_diarized(),
+        outcome=outcome,
+        preset=preset,
+    ).model_dump(mode="json")
 
 
 # recording --------------------------------------------------------------------------------
+
 
 def test_check_recording_passes_on_a_decodable_recording():
     result = checks.check_recording(PROBE)
@@ -78,8 +119,11 @@ def test_check_recording_passes_on_a_decodable_recording():
 
 @pytest.mark.parametrize(
     ("changes", "problem"),
-    [({"duration_s": 0.0}, "duration is 0.0 s"), ({"channels": 6}, "6 channels"),
-     ({"sample_rate": 0}, "unknown sample rate")],
+    [
+        ({"duration_s": 0.0}, "duration is 0.0 s"),
+        ({"channels": 6}, "6 channels"),
+        ({"sample_rate": 0}, "unknown sample rate"),
+    ],
 )
 def test_check_recording_fails_on_bad_probe(changes, problem):
     result = checks.check_recording(AudioProbe(**{**PROBE.as_dict(), **changes}))
@@ -89,12 +133,19 @@ def test_check_recording_fails_on_bad_probe(changes, problem):
 
 # transcript coverage ----------------------------------------------------------------------
 
+
 def _transcript(*channels: list[tuple[float, float]]) -> Transcript:
-    return Transcript(model="tiny.en", duration_s=20, channels=[
-        ChannelTranscript(channel=i, segments=[
-            Segment(start=s, end=e, text="words", channel=i) for s, e in spans])
-        for i, spans in enumerate(channels)
-    ])
+    return Transcript(
+        model="tiny.en",
+        duration_s=20,
+        channels=[
+            ChannelTranscript(
+                channel=i,
+                segments=[Segment(start=s, end=e, text="words", channel=i) for s, e in spans],
+            )
+            for i, spans in enumerate(channels)
+        ],
+    )
 
 
 def test_coverage_passes_when_segments_cover_the_speech():
@@ -133,6 +184,7 @@ def test_coverage_fails_when_no_speech_was_detected():
 
 # roles ------------------------------------------------------------------------------------
 
+
 def test_roles_pass_when_each_speaking_role_is_in_the_transcript():
     result = checks.check_roles(_diarized(), {"operator": 4.0, "customer": 3.5})
     assert result.passed
@@ -143,8 +195,10 @@ def test_roles_pass_when_each_speaking_role_is_in_the_transcript():
 
 @pytest.mark.parametrize(
     ("method", "severity"),
-    [("stereo-channel-map", dg.AssetCheckSeverity.ERROR),
-     ("mono-pause-heuristic", dg.AssetCheckSeverity.WARN)],
+    [
+        ("stereo-channel-map", dg.AssetCheckSeverity.ERROR),
+        ("mono-pause-heuristic", dg.AssetCheckSeverity.WARN),
+    ],
 )
 def test_roles_fail_when_a_speaking_role_is_missing(method, severity):
     diarized = _diarized(method=method, roles=("operator",))
@@ -156,6 +210,7 @@ def test_roles_fail_when_a_speaking_role_is_missing(method, severity):
 
 
 # analysis schema --------------------------------------------------------------------------
+
 
 def test_schema_check_passes_on_a_built_record():
     result = checks.check_analysis_schema(_record())
@@ -181,9 +236,12 @@ def _unknown_speaker(r):
 
 @pytest.mark.parametrize(
     ("breaks", "where"),
-    [(_without_summary, "'summary' is a required property"), (_total_as_text, "scores/total"),
-     (_score_as_float, "scores/criteria/0/score"),
-     (_unknown_speaker, "transcript/segments/0/speaker")],
+    [
+        (_without_summary, "'summary' is a required property"),
+        (_total_as_text, "scores/total"),
+        (_score_as_float, "scores/criteria/0/score"),
+        (_unknown_speaker, "transcript/segments/0/speaker"),
+    ],
 )
 def test_schema_check_fails_on_malformed_record(breaks, where):
     record = _record()
@@ -195,6 +253,7 @@ def test_schema_check_fails_on_malformed_record(breaks, where):
 
 
 # business rules ---------------------------------------------------------------------------
+
 
 def test_rules_pass_on_a_built_record():
     result = checks.check_analysis_rules(_record(), _preset())
@@ -253,14 +312,19 @@ def test_built_record_total_uses_the_preset_weights():
     assert record["scores"]["total"] == pytest.approx(43.8)
     assert [c["weight"] for c in record["scores"]["criteria"]] == [0.25, 0.75]
     # A rules check against a preset with other weights notices the mismatch.
-    reweighted = Preset.model_validate({**_preset().model_dump(), "criteria": [
-        {**c.model_dump(), "weight": 1} for c in _preset().criteria]})
+    reweighted = Preset.model_validate(
+        {
+            **_preset().model_dump(),
+            "criteria": [{**c.model_dump(), "weight": 1} for c in _preset().criteria],
+        }
+    )
     result = checks.check_analysis_rules(copy.deepcopy(record), reweighted)
     assert not result.passed
     assert "!= weighted total 62.5" in _meta(result, "details")
 
 
 # weighted total ---------------------------------------------------------------------------
+
 
 def test_weighted_total_bounds_and_weights():
     preset = _preset()

@@ -16,7 +16,9 @@ from tests.conftest import DEMO_CALLS
 def run_cli(*args, env=None):
     return subprocess.run(
         [sys.executable, "-m", "callqa.cli", *args],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", **(env or {})},
     )
 
@@ -30,10 +32,17 @@ def test_analyze_json_validates_against_published_schema(good_call):
     assert {s["speaker"] for s in segments} == {"operator", "customer"}
     assert all(s["end"] >= s["start"] >= 0 and s["text"] for s in segments)
     ids = [c["id"] for c in record["scores"]["criteria"]]
-    assert ids == ["greeting", "needs_discovery", "presentation", "objection_handling",
-                   "closing", "tone"]
-    assert all(set(e) == {"quote", "start"} for c in record["scores"]["criteria"]
-               for e in c["evidence"])
+    assert ids == [
+        "greeting",
+        "needs_discovery",
+        "presentation",
+        "objection_handling",
+        "closing",
+        "tone",
+    ]
+    assert all(
+        set(e) == {"quote", "start"} for c in record["scores"]["criteria"] for e in c["evidence"]
+    )
     assert 0 <= record["scores"]["total"] <= 100
     assert record["metrics"]["roles"]["operator"]["talk_time_s"] > 0
     scoring = record["scoring"]
@@ -54,16 +63,22 @@ def test_analyze_with_llm_scorer_uses_env_endpoint(good_call, fake_llm, tmp_path
 
     preset = default_registry().preset("sales-default")
     reply = {
-        "criteria": [{"id": c, "score": 4, "rationale": "fine",
-                      "evidence": []}
-                     for c in preset.criterion_ids],
-        "summary": "A solid call.", "recommendations": ["Ask one more question."],
+        "criteria": [
+            {"id": c, "score": 4, "rationale": "fine", "evidence": []} for c in preset.criterion_ids
+        ],
+        "summary": "A solid call.",
+        "recommendations": ["Ask one more question."],
         "patterns": [],
     }
     fake_llm.replies = [json.dumps(reply)]
     result = run_cli(
-        "analyze", str(DEMO_CALLS / good_call["file"]), "--json", "--scorer", "llm",
-        "--model", "openai/gpt-4o-mini",
+        "analyze",
+        str(DEMO_CALLS / good_call["file"]),
+        "--json",
+        "--scorer",
+        "llm",
+        "--model",
+        "openai/gpt-4o-mini",
         env={"CALLQA_LLM_API_BASE": fake_llm.api_base, "CALLQA_LLM_API_KEY": "key-for-tests"},
     )
     assert result.returncode == 0, result.stderr
@@ -80,12 +95,18 @@ def test_analyze_with_llm_scorer_uses_env_endpoint(good_call, fake_llm, tmp_path
     ("name", "make", "message"),
     [
         ("missing.wav", None, "file not found"),
-        ("notes.mp3", lambda p: p.write_text("meeting notes, not audio"),
-         "not a readable audio file"),
+        (
+            "notes.mp3",
+            lambda p: p.write_text("meeting notes, not audio"),
+            "not a readable audio file",
+        ),
         ("empty.ogg", lambda p: p.write_bytes(b""), "file is empty"),
         ("silent.wav", lambda p: write_wav(p, [silence(5), silence(5)]), "silent"),
-        ("quad.wav", lambda p: write_wav(p, [noise(1, seed=i) for i in range(4)]),
-         "only mono and stereo"),
+        (
+            "quad.wav",
+            lambda p: write_wav(p, [noise(1, seed=i) for i in range(4)]),
+            "only mono and stereo",
+        ),
     ],
 )
 def test_bad_input_one_line_error_and_nonzero_exit(tmp_path, name, make, message):

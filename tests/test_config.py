@@ -16,7 +16,12 @@ from callqa.errors import ConfigError
 from callqa.schemas import SCHEMA_DIR, generated_schemas
 
 SALES_CRITERIA = [
-    "greeting", "needs_discovery", "presentation", "objection_handling", "closing", "tone",
+    "greeting",
+    "needs_discovery",
+    "presentation",
+    "objection_handling",
+    "closing",
+    "tone",
 ]
 
 
@@ -48,6 +53,7 @@ def _write(root: Path, kind: str, name: str, data) -> Path:
 
 # bundled configuration --------------------------------------------------------------------
 
+
 def test_bundled_registry_has_demo_tenant_and_sales_preset():
     registry = load_registry()
     assert "demo" in registry.tenants
@@ -76,6 +82,7 @@ def test_preset_id_for_falls_back_to_default():
 
 
 # prompt version ---------------------------------------------------------------------------
+
 
 def test_prompt_version_is_a_stable_content_hash():
     first = load_registry().preset("sales-default")
@@ -115,69 +122,114 @@ def test_prompt_version_tracks_what_the_scorer_is_asked():
 
 # invalid files ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("kind", "name", "data", "expected"),
     [
         pytest.param(
-            "presets", "p1",
-            _preset_data(criteria=[
-                {"id": "greeting", "name": "A", "weight": 1, "description": "x"},
-                {"id": "greeting", "name": "B", "weight": 1, "description": "y"},
-            ]),
-            ["criteria", "duplicate criterion ids: greeting"], id="duplicate-criterion",
+            "presets",
+            "p1",
+            _preset_data(
+                criteria=[
+                    {"id": "greeting", "name": "A", "weight": 1, "description": "x"},
+                    {"id": "greeting", "name": "B", "weight": 1, "description": "y"},
+                ]
+            ),
+            ["criteria", "duplicate criterion ids: greeting"],
+            id="duplicate-criterion",
         ),
         pytest.param(
-            "presets", "p1", _preset_data(scale={"min": 5, "max": 5}),
-            ["scale", "max (5) must be greater than min (5)"], id="scale-max-not-above-min",
+            "presets",
+            "p1",
+            _preset_data(scale={"min": 5, "max": 5}),
+            ["scale", "max (5) must be greater than min (5)"],
+            id="scale-max-not-above-min",
         ),
         pytest.param(
-            "presets", "p1", _preset_data(prompt_template="Score the call: $criteria"),
-            ["prompt_template", "$transcript"], id="template-without-transcript",
+            "presets",
+            "p1",
+            _preset_data(prompt_template="Score the call: $criteria"),
+            ["prompt_template", "$transcript"],
+            id="template-without-transcript",
         ),
         pytest.param(
-            "presets", "p1",
-            _preset_data(criteria=[{"id": "greeting", "name": "A", "weight": 0,
-                                    "description": "x"}]),
-            ["criteria.0.weight"], id="zero-weight",
+            "presets",
+            "p1",
+            _preset_data(
+                criteria=[{"id": "greeting", "name": "A", "weight": 0, "description": "x"}]
+            ),
+            ["criteria.0.weight"],
+            id="zero-weight",
         ),
         pytest.param(
-            "presets", "p1", _preset_data(colour="blue"), ["colour", "Extra inputs"],
+            "presets",
+            "p1",
+            _preset_data(colour="blue"),
+            ["colour", "Extra inputs"],
             id="unknown-field",
         ),
         pytest.param(
-            "presets", "p1", _preset_data(criteria=[]), ["criteria"], id="no-criteria",
+            "presets",
+            "p1",
+            _preset_data(criteria=[]),
+            ["criteria"],
+            id="no-criteria",
         ),
         pytest.param(
-            "presets", "other-name", _preset_data(),
-            ["'p1' must match the file name 'other-name'"], id="preset-id-not-file-name",
+            "presets",
+            "other-name",
+            _preset_data(),
+            ["'p1' must match the file name 'other-name'"],
+            id="preset-id-not-file-name",
         ),
         pytest.param(
-            "tenants", "t1", _tenant_data(channel_map={"left": "operator", "right": "operator"}),
-            ["channel_map", "different roles"], id="channel-map-same-role",
+            "tenants",
+            "t1",
+            _tenant_data(channel_map={"left": "operator", "right": "operator"}),
+            ["channel_map", "different roles"],
+            id="channel-map-same-role",
         ),
         pytest.param(
-            "tenants", "t1", _tenant_data(channel_map={"left": "agent", "right": "customer"}),
-            ["channel_map.left"], id="channel-map-unknown-role",
+            "tenants",
+            "t1",
+            _tenant_data(channel_map={"left": "agent", "right": "customer"}),
+            ["channel_map.left"],
+            id="channel-map-unknown-role",
         ),
         pytest.param(
-            "tenants", "t1", _tenant_data(presets={"sales": "sales-default"}),
-            ["presets", "'default'"], id="tenant-without-default-preset",
+            "tenants",
+            "t1",
+            _tenant_data(presets={"sales": "sales-default"}),
+            ["presets", "'default'"],
+            id="tenant-without-default-preset",
         ),
         pytest.param(
-            "tenants", "t1", _tenant_data(id="Bad_Tenant"), ["id", "pattern"],
+            "tenants",
+            "t1",
+            _tenant_data(id="Bad_Tenant"),
+            ["id", "pattern"],
             id="tenant-id-not-a-slug",
         ),
         pytest.param(
-            "tenants", "t2", _tenant_data(), ["'t1' must match the file name 't2'"],
+            "tenants",
+            "t2",
+            _tenant_data(),
+            ["'t1' must match the file name 't2'"],
             id="tenant-id-not-file-name",
         ),
         pytest.param(
-            "tenants", "t1", _tenant_data(presets={"default": "sales-default", "vip": "gold"}),
+            "tenants",
+            "t1",
+            _tenant_data(presets={"default": "sales-default", "vip": "gold"}),
             ["tenant 't1' maps category 'vip' to unknown preset 'gold'"],
             id="tenant-maps-unknown-preset",
         ),
         pytest.param(
-            "tenants", "t1", "id: t1\nname: [unclosed\n", ["cannot read YAML"], id="broken-yaml",
+            "tenants",
+            "t1",
+            "id: t1\nname: [unclosed\n",
+            ["cannot read YAML"],
+            id="broken-yaml",
         ),
         pytest.param("tenants", "t1", "", ["<root>"], id="empty-file"),
     ],
@@ -206,10 +258,13 @@ def test_config_dir_adds_and_replaces_bundled_files(tmp_path):
 
 # published JSON schemas -------------------------------------------------------------------
 
+
 def test_committed_schemas_match_the_models():
     generated = generated_schemas()
-    committed = {p.name.removesuffix(".schema.json"): json.loads(p.read_text())
-                 for p in SCHEMA_DIR.glob("*.schema.json")}
+    committed = {
+        p.name.removesuffix(".schema.json"): json.loads(p.read_text())
+        for p in SCHEMA_DIR.glob("*.schema.json")
+    }
     assert set(committed) == set(generated) == {"analysis", "tenant", "preset"}
     for name, schema in generated.items():
         # Compare as JSON, as the files are written (tuples become lists etc.).

@@ -18,8 +18,9 @@ def test_definitions_load_without_heavy_imports():
         "heavy = [m for m in ('litellm', 'faster_whisper', 'ctranslate2', 'great_expectations', "
         "'av') if m in sys.modules]; print(','.join(heavy) or 'none')"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     assert out.stdout.strip() == "none"
 
 
@@ -28,11 +29,21 @@ def test_definitions_contents():
 
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"raw_audio", "transcript", "diarized_transcript", "scored_analysis",
-                    "tenant_daily_aggregates"}
+    assert keys == {
+        "raw_audio",
+        "transcript",
+        "diarized_transcript",
+        "scored_analysis",
+        "tenant_daily_aggregates",
+    }
     checks = {k.name for k in graph.asset_check_keys}
-    assert {"recording_decodable", "transcript_covers_speech", "both_roles_present",
-            "analysis_matches_schema", "analysis_business_rules"} <= checks
+    assert {
+        "recording_decodable",
+        "transcript_covers_speech",
+        "both_roles_present",
+        "analysis_matches_schema",
+        "analysis_business_rules",
+    } <= checks
     job = defs.resolve_job_def("process_call")
     assert job.partitions_def == dg.DynamicPartitionsDefinition(name="calls")
     assert {s.name for s in defs.sensors} == {"staged_calls_sensor", "tenant_aggregates_sensor"}
@@ -71,10 +82,13 @@ def test_production_instance_config_runs_on_postgres(pg_url, tmp_path, monkeypat
     home.mkdir()
     (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    for name, value in {"DAGSTER_PG_HOST": url.host, "DAGSTER_PG_PORT": str(url.port or 5432),
-                        "DAGSTER_PG_USERNAME": url.username,
-                        "DAGSTER_PG_PASSWORD": url.password or "",
-                        "DAGSTER_PG_DB": url.database}.items():
+    for name, value in {
+        "DAGSTER_PG_HOST": url.host,
+        "DAGSTER_PG_PORT": str(url.port or 5432),
+        "DAGSTER_PG_USERNAME": url.username,
+        "DAGSTER_PG_PASSWORD": url.password or "",
+        "DAGSTER_PG_DB": url.database,
+    }.items():
         monkeypatch.setenv(name, value)
     instance = dg.DagsterInstance.get()
     try:

@@ -2,9 +2,9 @@
 
 import dagster as dg
 
+from callqa import settings
 from callqa.demo.runner import run_demo
 from callqa.storage.warehouse import Warehouse
-from callqa import settings
 
 
 def test_demo_processes_every_call_and_is_safe_to_rerun(tmp_path, monkeypatch, manifest):
@@ -18,8 +18,9 @@ def test_demo_processes_every_call_and_is_safe_to_rerun(tmp_path, monkeypatch, m
     assert "Tenant aggregate (demo)" in output and "Demo wall time" in output
 
     wh = Warehouse.from_url(settings.database_url())
-    totals = {m["external_id"]: wh.analysis("demo", m["external_id"])["scores"]["total"]
-              for m in manifest}
+    totals = {
+        m["external_id"]: wh.analysis("demo", m["external_id"])["scores"]["total"] for m in manifest
+    }
     good = [totals[m["external_id"]] for m in manifest if m["expected_quality"] == "good"]
     poor = [totals[m["external_id"]] for m in manifest if m["expected_quality"] == "poor"]
     assert min(good) > max(poor), totals
@@ -29,7 +30,8 @@ def test_demo_processes_every_call_and_is_safe_to_rerun(tmp_path, monkeypatch, m
     # The runs went through the Dagster instance the UI reads.
     instance = dg.DagsterInstance.get()
     assert set(instance.get_dynamic_partitions("calls")) == {
-        f"demo__{m['external_id']}" for m in manifest}
+        f"demo__{m['external_id']}" for m in manifest
+    }
     runs = instance.get_runs(filters=dg.RunsFilter(job_name="process_call"))
     assert len(runs) == len(manifest)
     assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)

@@ -15,20 +15,20 @@ def seg(start: float, end: float, speaker: str, text: str) -> DiarizedSegment:
 
 # A 20 s call. Times are binary fractions so the expected values are exact.
 CALL = [
-    seg(0, 4, "operator", "hello this is ann from northwind"),   # 6 words
-    seg(4.5, 6, "operator", "how can I help"),                   # 4 words, same turn
-    seg(5.5, 9, "customer", "I want a cheaper plan please"),     # 6 words, cuts in 0.5 s early
-    seg(8.75, 12, "operator", "we have a plan for you"),         # 6 words, 0.25 s overlap only
-    seg(13, 15, "customer", "sounds good"),                      # 2 words
-    seg(14.5, 16, "operator", "great let me"),                   # 3 words, cuts in 0.5 s early
-    seg(15.875, 17, "customer", "ok"),                           # 1 word, 0.125 s overlap
+    seg(0, 4, "operator", "hello this is ann from northwind"),  # 6 words
+    seg(4.5, 6, "operator", "how can I help"),  # 4 words, same turn
+    seg(5.5, 9, "customer", "I want a cheaper plan please"),  # 6 words, cuts in 0.5 s early
+    seg(8.75, 12, "operator", "we have a plan for you"),  # 6 words, 0.25 s overlap only
+    seg(13, 15, "customer", "sounds good"),  # 2 words
+    seg(14.5, 16, "operator", "great let me"),  # 3 words, cuts in 0.5 s early
+    seg(15.875, 17, "customer", "ok"),  # 1 word, 0.125 s overlap
 ]
 
 
 def test_talk_time_share_and_silence():
     m = conversation_metrics(CALL, 20)
     op, cu = m.roles["operator"], m.roles["customer"]
-    assert op.talk_time_s == 10.25                      # 4 + 1.5 + 3.25 + 1.5
+    assert op.talk_time_s == 10.25  # 4 + 1.5 + 3.25 + 1.5
     assert cu.talk_time_s == pytest.approx(6.625, abs=0.006)  # 3.5 + 2 + 1.125
     assert op.talk_share == pytest.approx(10.25 / 16.875, abs=5e-4)
     assert cu.talk_share == pytest.approx(6.625 / 16.875, abs=5e-4)
@@ -60,11 +60,15 @@ def test_operator_starting_over_customer_counts_for_operator():
 def test_longest_monologue_spans_consecutive_segments_of_one_speaker():
     m = conversation_metrics(CALL, 20)
     assert m.turns == 6
-    assert m.longest_monologue_s == 6.0                  # operator, 0 -> 6 over two segments
+    assert m.longest_monologue_s == 6.0  # operator, 0 -> 6 over two segments
     assert m.longest_monologue_speaker == "operator"
-    customer_rant = [seg(0, 1, "operator", "hi"), seg(1, 3, "customer", "a"),
-                     seg(3.5, 6, "customer", "b"), seg(6.5, 9.5, "customer", "c"),
-                     seg(10, 11, "operator", "ok")]
+    customer_rant = [
+        seg(0, 1, "operator", "hi"),
+        seg(1, 3, "customer", "a"),
+        seg(3.5, 6, "customer", "b"),
+        seg(6.5, 9.5, "customer", "c"),
+        seg(10, 11, "operator", "ok"),
+    ]
     m = conversation_metrics(customer_rant, 11)
     assert (m.longest_monologue_speaker, m.longest_monologue_s, m.turns) == ("customer", 8.5, 3)
 
@@ -95,17 +99,29 @@ def test_no_speech():
 
 # assign_roles -----------------------------------------------------------------------------
 
+
 def _stereo() -> Transcript:
-    return Transcript(model="tiny.en", duration_s=10, channels=[
-        ChannelTranscript(channel=0, language="en", segments=[
-            Segment(start=0, end=2, text=" Hello, Northwind. ", channel=0),
-            Segment(start=5, end=6, text="   ", channel=0),
-            Segment(start=6, end=8, text="Anything else?", channel=0),
-        ]),
-        ChannelTranscript(channel=1, segments=[
-            Segment(start=2.5, end=5, text="Hi, my bill is wrong.", channel=1),
-        ]),
-    ])
+    return Transcript(
+        model="tiny.en",
+        duration_s=10,
+        channels=[
+            ChannelTranscript(
+                channel=0,
+                language="en",
+                segments=[
+                    Segment(start=0, end=2, text=" Hello, Northwind. ", channel=0),
+                    Segment(start=5, end=6, text="   ", channel=0),
+                    Segment(start=6, end=8, text="Anything else?", channel=0),
+                ],
+            ),
+            ChannelTranscript(
+                channel=1,
+                segments=[
+                    Segment(start=2.5, end=5, text="Hi, my bill is wrong.", channel=1),
+                ],
+            ),
+        ],
+    )
 
 
 def test_stereo_roles_follow_the_channel_map():
@@ -122,23 +138,34 @@ def test_stereo_roles_follow_the_channel_map():
 def test_stereo_custom_channel_map_swaps_roles():
     diarized = assign_roles(_stereo(), ChannelMap(left="customer", right="operator"))
     assert [(s.channel, s.speaker) for s in diarized.segments] == [
-        (0, "customer"), (1, "operator"), (0, "customer")]
-    assert diarized.metrics.roles["customer"].talk_time_s == 4      # channel 0: 2 + 2 s
-    assert diarized.metrics.roles["operator"].talk_time_s == 2.5    # channel 1
+        (0, "customer"),
+        (1, "operator"),
+        (0, "customer"),
+    ]
+    assert diarized.metrics.roles["customer"].talk_time_s == 4  # channel 0: 2 + 2 s
+    assert diarized.metrics.roles["operator"].talk_time_s == 2.5  # channel 1
     assert diarized.roles_present() == {"operator", "customer"}
 
 
 def test_mono_uses_the_pause_heuristic_and_drops_empty_segments():
-    transcript = Transcript(model="tiny.en", duration_s=10, channels=[
-        ChannelTranscript(channel=0, language="en", segments=[
-            Segment(start=0, end=2, text="Hello, Northwind."),
-            Segment(start=2.3, end=3, text="How can I help?"),   # 0.3 s pause: same speaker
-            Segment(start=4, end=5, text="My bill."),            # 1 s pause: other speaker
-            Segment(start=5.2, end=6, text="  "),                # empty: dropped, not a turn
-            Segment(start=6.5, end=7, text="Let me check."),     # 1.5 s after 5.0: switch back
-            Segment(start=7.1, end=8, text="Thanks."),           # 0.1 s pause: same speaker
-        ]),
-    ])
+    transcript = Transcript(
+        model="tiny.en",
+        duration_s=10,
+        channels=[
+            ChannelTranscript(
+                channel=0,
+                language="en",
+                segments=[
+                    Segment(start=0, end=2, text="Hello, Northwind."),
+                    Segment(start=2.3, end=3, text="How can I help?"),  # 0.3 s pause: same speaker
+                    Segment(start=4, end=5, text="My bill."),  # 1 s pause: other speaker
+                    Segment(start=5.2, end=6, text="  "),  # empty: dropped, not a turn
+                    Segment(start=6.5, end=7, text="Let me check."),  # 1.5 s after 5.0: switch back
+                    Segment(start=7.1, end=8, text="Thanks."),  # 0.1 s pause: same speaker
+                ],
+            ),
+        ],
+    )
     diarized = assign_roles(transcript, ChannelMap())
     assert diarized.method == "mono-pause-heuristic"
     assert [(s.text, s.speaker) for s in diarized.segments] == [

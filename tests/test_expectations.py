@@ -7,21 +7,37 @@ from callqa.expectations import validate_aggregates
 
 
 def call_row(**overrides):
-    row = {"day": date(2026, 11, 20), "operator": "*", "calls": 2, "mean_total": 60.0,
-           "min_total": 40.0, "max_total": 80.0, "audio_s": 70.0, "cost_usd": 0.0,
-           "mean_operator_talk_share": 0.6, "mean_silence_ratio": 0.2, "interruptions": 1}
+    row = {
+        "day": date(2026, 11, 20),
+        "operator": "*",
+        "calls": 2,
+        "mean_total": 60.0,
+        "min_total": 40.0,
+        "max_total": 80.0,
+        "audio_s": 70.0,
+        "cost_usd": 0.0,
+        "mean_operator_talk_share": 0.6,
+        "mean_silence_ratio": 0.2,
+        "interruptions": 1,
+    }
     return {**row, **overrides}
 
 
 def criterion_row(**overrides):
-    row = {"day": date(2026, 11, 20), "operator": "*", "criterion": "greeting", "calls": 2,
-           "mean_score": 3.5}
+    row = {
+        "day": date(2026, 11, 20),
+        "operator": "*",
+        "criterion": "greeting",
+        "calls": 2,
+        "mean_score": 3.5,
+    }
     return {**row, **overrides}
 
 
 def test_good_aggregates_pass():
-    report = validate_aggregates([call_row(), call_row(operator="anna", calls=1)],
-                                 [criterion_row()], Scale(min=1, max=5))
+    report = validate_aggregates(
+        [call_row(), call_row(operator="anna", calls=1)], [criterion_row()], Scale(min=1, max=5)
+    )
     assert report.success and report.evaluated > 10
 
 

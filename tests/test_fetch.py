@@ -40,8 +40,13 @@ class AudioServer:
             def log_message(self, *args):
                 pass
 
-            def _send(self, status: int, body: bytes = b"", length: int | None = None,
-                      headers: dict | None = None) -> None:
+            def _send(
+                self,
+                status: int,
+                body: bytes = b"",
+                length: int | None = None,
+                headers: dict | None = None,
+            ) -> None:
                 self.send_response(status)
                 self.send_header("content-type", "audio/wav")
                 if length is not None:
@@ -69,8 +74,7 @@ class AudioServer:
                     self.end_headers()
                     self.wfile.write(AUDIO)
                 elif parts.path == "/redirect":
-                    self._send(302, headers={"location": parse_qs(parts.query)["to"][0]},
-                               length=0)
+                    self._send(302, headers={"location": parse_qs(parts.query)["to"][0]}, length=0)
                 elif parts.path.startswith("/chain/"):
                     n = int(parts.path.rsplit("/", 1)[1])
                     target = f"/chain/{n - 1}" if n > 1 else "/audio.wav"
@@ -82,8 +86,7 @@ class AudioServer:
                     self._send(404, b"not found", 9)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     @property
@@ -119,12 +122,18 @@ def localhost_looks_public(monkeypatch):
 
     def getaddrinfo(host, port, *args, **kwargs):
         if host == "localhost":
-            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
-                     (PUBLIC_ADDRESS, port))]
+            return [
+                (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (PUBLIC_ADDRESS, port))
+            ]
         return real(host, port, *args, **kwargs)
 
-    monkeypatch.setattr(callqa.fetch, "socket", types.SimpleNamespace(
-        getaddrinfo=getaddrinfo, gaierror=socket.gaierror, IPPROTO_TCP=socket.IPPROTO_TCP))
+    monkeypatch.setattr(
+        callqa.fetch,
+        "socket",
+        types.SimpleNamespace(
+            getaddrinfo=getaddrinfo, gaierror=socket.gaierror, IPPROTO_TCP=socket.IPPROTO_TCP
+        ),
+    )
 
 
 def assert_no_secret(message: str) -> None:
@@ -147,15 +156,18 @@ def test_loopback_refused_by_default(server):
     assert server.paths == []  # refused before any request was made
 
 
-@pytest.mark.parametrize("url", [
-    "http://localhost/a.wav",
-    "http://[::1]/a.wav",
-    "http://169.254.169.254/latest/meta-data/",
-    "http://10.0.0.5/a.wav",
-    "https://192.168.1.20/a.wav",
-    "http://0.0.0.0/a.wav",
-    "http://[fd00::1]/a.wav",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost/a.wav",
+        "http://[::1]/a.wav",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.5/a.wav",
+        "https://192.168.1.20/a.wav",
+        "http://0.0.0.0/a.wav",
+        "http://[fd00::1]/a.wav",
+    ],
+)
 def test_private_and_link_local_addresses_refused(url):
     with pytest.raises(AudioError, match="non-public address"):
         fetch_url(url)
@@ -176,15 +188,19 @@ def test_env_variable_allows_private(server, monkeypatch):
 
 
 def test_custom_headers_are_sent(server):
-    fetch_url(server.url("/audio.wav"), allow_private=True,
-              headers={"Authorization": "Bearer crm-token"})
+    fetch_url(
+        server.url("/audio.wav"), allow_private=True, headers={"Authorization": "Bearer crm-token"}
+    )
     assert server.headers[0].get("Authorization") == "Bearer crm-token"
 
 
-@pytest.mark.parametrize("url", [
-    f"http://127.0.0.1:99999/a.wav?token={SECRET}",
-    f"http://127.0.0.1:abc/a.wav?token={SECRET}",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://127.0.0.1:99999/a.wav?token={SECRET}",
+        f"http://127.0.0.1:abc/a.wav?token={SECRET}",
+    ],
+)
 @pytest.mark.parametrize("allow_private", [True, False])
 def test_invalid_port_is_an_audio_error(url, allow_private):
     with pytest.raises(AudioError) as info:
@@ -193,12 +209,15 @@ def test_invalid_port_is_an_audio_error(url, allow_private):
     assert_no_secret(str(info.value))
 
 
-@pytest.mark.parametrize("url", [
-    "file:///etc/passwd",
-    "ftp://example.com/recording.wav",
-    "gopher://example.com/1",
-    "//example.com/recording.wav",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "ftp://example.com/recording.wav",
+        "gopher://example.com/1",
+        "//example.com/recording.wav",
+    ],
+)
 def test_non_http_schemes_refused(url):
     with pytest.raises(AudioError, match="only http and https"):
         fetch_url(url, allow_private=True)
@@ -269,8 +288,9 @@ def test_redirect_chain_longer_than_three_refused(server):
 
 def test_declared_size_over_limit_refused(server):
     with pytest.raises(AudioError) as info:
-        fetch_url(server.url(f"/audio.wav?token={SECRET}"), allow_private=True,
-                  max_bytes=len(AUDIO) - 1)
+        fetch_url(
+            server.url(f"/audio.wav?token={SECRET}"), allow_private=True, max_bytes=len(AUDIO) - 1
+        )
     message = str(info.value)
     assert f"{len(AUDIO)} bytes exceeds the {len(AUDIO) - 1}-byte limit" in message
     assert_no_secret(message)

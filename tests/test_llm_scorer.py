@@ -19,18 +19,32 @@ API_KEY = "test-key-not-secret-123"
 MODEL = "openai/gpt-4o-mini"
 
 LINES = [
-    (0.5, 5.0, "operator",
-     "Good morning, this is Dana from Brightline Energy. How can I help you today?"),
+    (
+        0.5,
+        5.0,
+        "operator",
+        "Good morning, this is Dana from Brightline Energy. How can I help you today?",
+    ),
     (5.5, 8.5, "customer", "Hi, I would like to lower my electricity bill."),
     (9.0, 12.0, "operator", "What does your household usually pay per month?"),
     (12.5, 16.0, "customer", "About ninety dollars, which feels too expensive."),
-    (16.5, 23.0, "operator",
-     "I understand. Our Saver plan includes free installation and costs sixty dollars per month."),
+    (
+        16.5,
+        23.0,
+        "operator",
+        "I understand. Our Saver plan includes free installation and costs sixty dollars per month.",
+    ),
     (23.5, 25.0, "customer", "That sounds good."),
     (25.5, 30.0, "operator", "Shall we schedule the switch for Monday? Thank you for your time."),
 ]
-SCORES = {"greeting": 5, "needs_discovery": 3, "presentation": 4,
-          "objection_handling": 4, "closing": 4, "tone": 5}
+SCORES = {
+    "greeting": 5,
+    "needs_discovery": 3,
+    "presentation": 4,
+    "objection_handling": 4,
+    "closing": 4,
+    "tone": 5,
+}
 EVIDENCE = {
     "greeting": ("this is Dana from Brightline Energy", 0.5),
     "needs_discovery": ("What does your household usually pay per month?", 9.0),
@@ -56,8 +70,12 @@ def reply(scores: dict[str, int] | None = None, **overrides) -> dict:
     scores = {**SCORES, **(scores or {})}
     data = {
         "criteria": [
-            {"id": cid, "score": score, "rationale": f"{cid} looked at closely.",
-             "evidence": [{"quote": EVIDENCE[cid][0], "start": EVIDENCE[cid][1]}]}
+            {
+                "id": cid,
+                "score": score,
+                "rationale": f"{cid} looked at closely.",
+                "evidence": [{"quote": EVIDENCE[cid][0], "start": EVIDENCE[cid][1]}],
+            }
             for cid, score in scores.items()
         ],
         "summary": "A friendly, well-structured sales call.",
@@ -162,8 +180,10 @@ def test_invalid_json_is_retried_with_the_error_fed_back(fake_llm, preset, call)
     assert len(fake_llm.requests) == 2
     retry = fake_llm.requests[1]["messages"]
     # The rejected reply is shown back as the assistant turn, then the reasons.
-    assert retry[-2] == {"role": "assistant",
-                         "content": "Sure! Here are the scores: {criteria: oops"}
+    assert retry[-2] == {
+        "role": "assistant",
+        "content": "Sure! Here are the scores: {criteria: oops",
+    }
     assert retry[-1]["role"] == "user"
     assert "rejected" in retry[-1]["content"]
     assert first.error in retry[-1]["content"]
@@ -195,8 +215,9 @@ def test_missing_criterion_twice_is_not_valid(fake_llm, preset, call):
 def test_missing_criterion_is_named_when_the_count_is_right(fake_llm, preset, call):
     """Six items but `closing` missing (greeting scored twice): the id is named."""
     data = reply()
-    data["criteria"] = [c if c["id"] != "closing" else {**data["criteria"][0]}
-                        for c in data["criteria"]]
+    data["criteria"] = [
+        c if c["id"] != "closing" else {**data["criteria"][0]} for c in data["criteria"]
+    ]
     fake_llm.replies += [json.dumps(data), json.dumps(data)]
 
     outcome = scorer(fake_llm).score(call, preset)
@@ -211,24 +232,46 @@ def test_missing_criterion_is_named_when_the_count_is_right(fake_llm, preset, ca
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        pytest.param(lambda d: d["criteria"][4].update(score=7),
-                     ["criteria/4/score", "7 is greater than the maximum of 5"], id="score-7"),
-        pytest.param(lambda d: d["criteria"][0].update(score=0),
-                     ["criteria/0/score", "0 is less than the minimum of 1"], id="score-0"),
-        pytest.param(lambda d: d["criteria"][1].update(score=3.5),
-                     ["criteria/1/score", "is not of type 'integer'"], id="score-fraction"),
-        pytest.param(lambda d: d["criteria"][2]["evidence"].append(
-                         {"quote": "we guarantee the lowest price in the country", "start": 16.5}),
-                     ["presentation: evidence quote not found in transcript",
-                      "lowest price in the country"], id="invented-quote"),
-        pytest.param(lambda d: d.update(total=97.5),
-                     ["schema: <root>", "Additional properties are not allowed", "'total'"],
-                     id="extra-total-field"),
-        pytest.param(lambda d: d["criteria"][3].update(id="empathy"),
-                     ["criteria/3/id", "'empathy' is not one of", "unknown criteria: empathy",
-                      "missing criteria: objection_handling"], id="unknown-criterion"),
-        pytest.param(lambda d: d.update(summary=""),
-                     ["summary", "should be non-empty"], id="empty-summary"),
+        pytest.param(
+            lambda d: d["criteria"][4].update(score=7),
+            ["criteria/4/score", "7 is greater than the maximum of 5"],
+            id="score-7",
+        ),
+        pytest.param(
+            lambda d: d["criteria"][0].update(score=0),
+            ["criteria/0/score", "0 is less than the minimum of 1"],
+            id="score-0",
+        ),
+        pytest.param(
+            lambda d: d["criteria"][1].update(score=3.5),
+            ["criteria/1/score", "is not of type 'integer'"],
+            id="score-fraction",
+        ),
+        pytest.param(
+            lambda d: d["criteria"][2]["evidence"].append(
+                {"quote": "we guarantee the lowest price in the country", "start": 16.5}
+            ),
+            ["presentation: evidence quote not found in transcript", "lowest price in the country"],
+            id="invented-quote",
+        ),
+        pytest.param(
+            lambda d: d.update(total=97.5),
+            ["schema: <root>", "Additional properties are not allowed", "'total'"],
+            id="extra-total-field",
+        ),
+        pytest.param(
+            lambda d: d["criteria"][3].update(id="empathy"),
+            [
+                "criteria/3/id",
+                "'empathy' is not one of",
+                "unknown criteria: empathy",
+                "missing criteria: objection_handling",
+            ],
+            id="unknown-criterion",
+        ),
+        pytest.param(
+            lambda d: d.update(summary=""), ["summary", "should be non-empty"], id="empty-summary"
+        ),
     ],
 )
 def test_invalid_replies_are_rejected(fake_llm, preset, call, mutate, expected):
@@ -276,16 +319,28 @@ def test_rule_violation_for_out_of_range_score_names_the_criterion(preset, call)
 @pytest.mark.parametrize(
     ("status", "body", "error_class"),
     [
-        (500, {"error": {"message": "upstream model crashed", "type": "server_error"}},
-         "InternalServerError"),
-        (401, {"error": {"message": f"Incorrect API key provided: {API_KEY}. Check your key.",
-                         "type": "invalid_request_error", "code": "invalid_api_key"}},
-         "AuthenticationError"),
+        (
+            500,
+            {"error": {"message": "upstream model crashed", "type": "server_error"}},
+            "InternalServerError",
+        ),
+        (
+            401,
+            {
+                "error": {
+                    "message": f"Incorrect API key provided: {API_KEY}. Check your key.",
+                    "type": "invalid_request_error",
+                    "code": "invalid_api_key",
+                }
+            },
+            "AuthenticationError",
+        ),
     ],
     ids=["http-500", "http-401"],
 )
-def test_provider_http_errors_are_recorded_not_raised(fake_llm, preset, call, status, body,
-                                                      error_class):
+def test_provider_http_errors_are_recorded_not_raised(
+    fake_llm, preset, call, status, body, error_class
+):
     fake_llm.replies += [(status, body), (status, body)]
 
     outcome = scorer(fake_llm, num_retries=0).score(call, preset)
@@ -326,8 +381,7 @@ class _SlowServer:
                 owner.release.wait(30)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     @property
@@ -343,8 +397,14 @@ class _SlowServer:
 def test_provider_timeout_is_recorded_as_an_error_attempt(preset, call):
     slow = _SlowServer()
     try:
-        outcome = LLMScorer(model=MODEL, api_base=slow.api_base, api_key=API_KEY,
-                            timeout_s=0.5, num_retries=0, max_attempts=1).score(call, preset)
+        outcome = LLMScorer(
+            model=MODEL,
+            api_base=slow.api_base,
+            api_key=API_KEY,
+            timeout_s=0.5,
+            num_retries=0,
+            max_attempts=1,
+        ).score(call, preset)
     finally:
         slow.close()
 
@@ -379,16 +439,37 @@ def test_json_object_reply_is_still_validated_against_the_schema(fake_llm, prese
 
 
 def test_record_total_is_computed_by_code(fake_llm, preset, call):
-    scores = {"greeting": 5, "needs_discovery": 2, "presentation": 4,
-              "objection_handling": 3, "closing": 1, "tone": 4}
+    scores = {
+        "greeting": 5,
+        "needs_discovery": 2,
+        "presentation": 4,
+        "objection_handling": 3,
+        "closing": 1,
+        "tone": 4,
+    }
     fake_llm.replies.append(json.dumps(reply(scores)))
     outcome = scorer(fake_llm).score(call, preset, category="sales")
     assert outcome.valid
 
-    probe = AudioProbe(sha256="ab" * 32, size_bytes=960_044, codec="pcm_s16le",
-                       container="wav", channels=2, sample_rate=8000, duration_s=30.0)
-    record = build_record(tenant="acme", external_id="call-001", probe=probe, diarized=call,
-                          outcome=outcome, preset=preset, category="sales", operator="dana")
+    probe = AudioProbe(
+        sha256="ab" * 32,
+        size_bytes=960_044,
+        codec="pcm_s16le",
+        container="wav",
+        channels=2,
+        sample_rate=8000,
+        duration_s=30.0,
+    )
+    record = build_record(
+        tenant="acme",
+        external_id="call-001",
+        probe=probe,
+        diarized=call,
+        outcome=outcome,
+        preset=preset,
+        category="sales",
+        operator="dana",
+    )
 
     expected_total = weighted_total(scores, preset)
     assert record.scores.total == expected_total
@@ -402,8 +483,11 @@ def test_record_total_is_computed_by_code(fake_llm, preset, call):
     assert record.scoring.model == MODEL
     assert record.scoring.prompt_version == preset.prompt_version
     assert record.scoring.attempts == 1 and record.scoring.valid
-    assert (record.scoring.tokens.prompt, record.scoring.tokens.completion,
-            record.scoring.tokens.total) == (1200, 300, 1500)
+    assert (
+        record.scoring.tokens.prompt,
+        record.scoring.tokens.completion,
+        record.scoring.tokens.total,
+    ) == (1200, 300, 1500)
     assert record.scoring.cost_usd == outcome.cost_usd > 0
     assert record.summary == "A friendly, well-structured sales call."
     assert record.patterns[0].quote == "feels too expensive"

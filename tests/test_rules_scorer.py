@@ -12,28 +12,42 @@ from callqa.scoring.rubric import weighted_total
 from callqa.scoring.rules import NOTE, RULES_VERSION, RulesScorer, score_with_rules
 from tests.builders import diarized, timed
 
-GOOD_CALL = timed([
-    ("operator", "Good morning, thank you for calling Brightline Energy, my name is Dana. "
-                 "How can I help you today?"),
-    ("customer", "Hi, I'm thinking about switching my electricity plan."),
-    ("operator", "Of course. What do you pay per month at the moment?"),
-    ("customer", "Around ninety dollars."),
-    ("operator", "How many people live in your home, and do you work from home?"),
-    ("customer", "Two of us, and yes, I work from home."),
-    ("operator", "Which appliances use the most power in your home?"),
-    ("customer", "The heating, mostly."),
-    ("operator", "Our Home Saver plan includes free smart thermostat installation and costs "
-                 "sixty dollars per month, so you save about thirty dollars."),
-    ("customer", "That sounds a bit too expensive for me, to be honest."),
-    ("operator", "I understand. Compared with your current bill you actually save thirty "
-                 "dollars every month."),
-    ("customer", "Okay, that makes sense."),
-    ("operator", "Shall we schedule the switch for Monday? I can send you the contract today."),
-    ("customer", "Yes, Monday works."),
-    ("operator", "Great, I will confirm the appointment by email. Thank you for your time "
-                 "and have a great day."),
-    ("customer", "Thanks, bye."),
-])
+GOOD_CALL = timed(
+    [
+        (
+            "operator",
+            "Good morning, thank you for calling Brightline Energy, my name is Dana. "
+            "How can I help you today?",
+        ),
+        ("customer", "Hi, I'm thinking about switching my electricity plan."),
+        ("operator", "Of course. What do you pay per month at the moment?"),
+        ("customer", "Around ninety dollars."),
+        ("operator", "How many people live in your home, and do you work from home?"),
+        ("customer", "Two of us, and yes, I work from home."),
+        ("operator", "Which appliances use the most power in your home?"),
+        ("customer", "The heating, mostly."),
+        (
+            "operator",
+            "Our Home Saver plan includes free smart thermostat installation and costs "
+            "sixty dollars per month, so you save about thirty dollars.",
+        ),
+        ("customer", "That sounds a bit too expensive for me, to be honest."),
+        (
+            "operator",
+            "I understand. Compared with your current bill you actually save thirty "
+            "dollars every month.",
+        ),
+        ("customer", "Okay, that makes sense."),
+        ("operator", "Shall we schedule the switch for Monday? I can send you the contract today."),
+        ("customer", "Yes, Monday works."),
+        (
+            "operator",
+            "Great, I will confirm the appointment by email. Thank you for your time "
+            "and have a great day.",
+        ),
+        ("customer", "Thanks, bye."),
+    ]
+)
 
 # The operator talks over the customer twice (starts >= 0.3 s before they finish).
 POOR_CALL = [
@@ -120,7 +134,8 @@ def test_good_call_criteria(good):
         assert "?" in ev.quote
     assert "a polite farewell" in by_id(outcome, "closing").rationale
     assert outcome.output.recommendations == [] or all(
-        r.startswith("Improve ") for r in outcome.output.recommendations)
+        r.startswith("Improve ") for r in outcome.output.recommendations
+    )
 
 
 def test_poor_call_criteria(poor, preset):
@@ -149,18 +164,26 @@ def test_poor_call_criteria(poor, preset):
 
 def test_questions_are_recognised_by_whole_words(preset):
     """'Whatever'/'However' start like 'what'/'how' but are not questions."""
-    not_questions = diarized(timed([
-        ("operator", "Whatever, that's the price."),
-        ("operator", "However, the plan is fixed."),
-        ("operator", "Whoever told you that was wrong."),
-        ("operator", "Whenever you like."),
-    ]))
-    questions = diarized(timed([
-        ("operator", "What is your monthly budget."),
-        ("operator", "Tell me about your current provider."),
-        ("operator", "Right. Could you spell your surname for me"),
-        ("operator", "Your address is still the same, correct?"),
-    ]))
+    not_questions = diarized(
+        timed(
+            [
+                ("operator", "Whatever, that's the price."),
+                ("operator", "However, the plan is fixed."),
+                ("operator", "Whoever told you that was wrong."),
+                ("operator", "Whenever you like."),
+            ]
+        )
+    )
+    questions = diarized(
+        timed(
+            [
+                ("operator", "What is your monthly budget."),
+                ("operator", "Tell me about your current provider."),
+                ("operator", "Right. Could you spell your surname for me"),
+                ("operator", "Your address is still the same, correct?"),
+            ]
+        )
+    )
     none = by_id(score_with_rules(not_questions, preset), "needs_discovery")
     some = by_id(score_with_rules(questions, preset), "needs_discovery")
     assert none.score == 1 and "asked 0 question(s)" in none.rationale
@@ -169,10 +192,17 @@ def test_questions_are_recognised_by_whole_words(preset):
 
 
 def test_objection_without_operator_answer_scores_1(preset):
-    call = diarized([
-        (0.5, 4.0, "operator", "Hello, this is Sam from Northwind Mobile. How can I help?"),
-        (4.5, 7.0, "customer", "You called me. I'm not interested, we already have a provider."),
-    ])
+    call = diarized(
+        [
+            (0.5, 4.0, "operator", "Hello, this is Sam from Northwind Mobile. How can I help?"),
+            (
+                4.5,
+                7.0,
+                "customer",
+                "You called me. I'm not interested, we already have a provider.",
+            ),
+        ]
+    )
     outcome = score_with_rules(call, preset)
 
     result = by_id(outcome, "objection_handling")
@@ -185,27 +215,39 @@ def test_objection_without_operator_answer_scores_1(preset):
 
 
 def test_objection_answered_dismissively_scores_2(preset):
-    call = diarized([
-        (0.5, 3.0, "operator", "Hello, this is Sam from Northwind Mobile."),
-        (3.5, 6.0, "customer", "That plan is too expensive."),
-        (6.5, 8.0, "operator", "That's the price."),
-    ])
+    call = diarized(
+        [
+            (0.5, 3.0, "operator", "Hello, this is Sam from Northwind Mobile."),
+            (3.5, 6.0, "customer", "That plan is too expensive."),
+            (6.5, 8.0, "operator", "That's the price."),
+        ]
+    )
     result = by_id(score_with_rules(call, preset), "objection_handling")
     assert result.score == 2
     assert "1 answered, 0 answered with acknowledgement" in result.rationale
 
 
 def test_no_objection_gives_neutral_score(preset):
-    call = diarized(timed([
-        ("operator", "Good afternoon, this is Priya from Northwind Mobile. How can I help you?"),
-        ("customer", "I want to add a second line to my account."),
-        ("operator", "Certainly. Is the second line for a family member?"),
-        ("customer", "Yes, for my daughter."),
-        ("operator", "The family plan includes unlimited data for ten dollars per month. "
-                     "Shall we set up the line today?"),
-        ("customer", "Yes please."),
-        ("operator", "Done. Thank you for your time, goodbye."),
-    ]))
+    call = diarized(
+        timed(
+            [
+                (
+                    "operator",
+                    "Good afternoon, this is Priya from Northwind Mobile. How can I help you?",
+                ),
+                ("customer", "I want to add a second line to my account."),
+                ("operator", "Certainly. Is the second line for a family member?"),
+                ("customer", "Yes, for my daughter."),
+                (
+                    "operator",
+                    "The family plan includes unlimited data for ten dollars per month. "
+                    "Shall we set up the line today?",
+                ),
+                ("customer", "Yes please."),
+                ("operator", "Done. Thank you for your time, goodbye."),
+            ]
+        )
+    )
     outcome = score_with_rules(call, preset)
 
     result = by_id(outcome, "objection_handling")
@@ -249,23 +291,34 @@ def test_custom_scale_is_respected(preset):
 
 
 def test_subset_preset_scores_only_its_criteria_in_its_order(preset):
-    subset = Preset.model_validate({
-        **preset.model_dump(),
-        "criteria": [c.model_dump() for c in reversed(preset.criteria)
-                     if c.id in ("tone", "greeting")],
-    })
+    subset = Preset.model_validate(
+        {
+            **preset.model_dump(),
+            "criteria": [
+                c.model_dump() for c in reversed(preset.criteria) if c.id in ("tone", "greeting")
+            ],
+        }
+    )
     outcome = score_with_rules(diarized(GOOD_CALL), subset)
     assert [c.id for c in outcome.output.criteria] == ["tone", "greeting"]
 
 
 def test_unknown_criterion_raises_naming_it(preset):
-    custom = Preset.model_validate({
-        **preset.model_dump(),
-        "id": "compliance-check",
-        "criteria": [*(c.model_dump() for c in preset.criteria),
-                     {"id": "gdpr_disclosure", "name": "GDPR disclosure", "weight": 1,
-                      "description": "The operator reads the privacy notice."}],
-    })
+    custom = Preset.model_validate(
+        {
+            **preset.model_dump(),
+            "id": "compliance-check",
+            "criteria": [
+                *(c.model_dump() for c in preset.criteria),
+                {
+                    "id": "gdpr_disclosure",
+                    "name": "GDPR disclosure",
+                    "weight": 1,
+                    "description": "The operator reads the privacy notice.",
+                },
+            ],
+        }
+    )
     with pytest.raises(ScoringError) as info:
         score_with_rules(diarized(GOOD_CALL), custom)
     message = str(info.value)
@@ -280,4 +333,7 @@ def test_deterministic(preset):
     assert first.output.model_dump() == second.output.model_dump()
     assert first.attempts[0].raw_output == second.attempts[0].raw_output
     assert (first.scorer, first.model, first.prompt_version) == (
-        second.scorer, second.model, second.prompt_version)
+        second.scorer,
+        second.model,
+        second.prompt_version,
+    )

@@ -14,8 +14,9 @@ from tests.conftest import DEMO_CALLS
 def test_staged_calls_become_partitions_and_runs(tmp_path, manifest):
     db_url = f"sqlite:///{tmp_path / 'wh.db'}"
     wh = Warehouse.from_url(db_url)
-    files = [StagedFile(path=DEMO_CALLS / m["file"], external_id=m["external_id"])
-             for m in manifest[:2]]
+    files = [
+        StagedFile(path=DEMO_CALLS / m["file"], external_id=m["external_id"]) for m in manifest[:2]
+    ]
     keys = stage_files(wh, "demo", files)
     instance = dg.DagsterInstance.ephemeral()
     resources = {"warehouse": WarehouseResource(database_url=db_url)}
@@ -35,8 +36,11 @@ def test_staged_calls_become_partitions_and_runs(tmp_path, manifest):
         idle = staged_calls_sensor(context)
     assert not idle.run_requests and idle.skip_reason
 
-    stage_files(wh, "demo", [StagedFile(path=DEMO_CALLS / manifest[2]["file"],
-                                        external_id=manifest[2]["external_id"])])
+    stage_files(
+        wh,
+        "demo",
+        [StagedFile(path=DEMO_CALLS / manifest[2]["file"], external_id=manifest[2]["external_id"])],
+    )
     with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
         later = staged_calls_sensor(context)
     assert [r.partition_key for r in later.run_requests] == [f"demo__{manifest[2]['external_id']}"]
@@ -48,8 +52,9 @@ def test_sensor_ignores_unknown_tenants(tmp_path, manifest):
     wh = Warehouse.from_url(db_url)
     stage_files(wh, "not-configured", [StagedFile(path=DEMO_CALLS / manifest[0]["file"])])
     resources = {"warehouse": WarehouseResource(database_url=db_url)}
-    with dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(),
-                                 resources=resources) as context:
+    with dg.build_sensor_context(
+        instance=dg.DagsterInstance.ephemeral(), resources=resources
+    ) as context:
         result = staged_calls_sensor(context)
     assert not result.run_requests
     wh.dispose()
@@ -72,7 +77,8 @@ def test_aggregates_sensor_requests_changed_tenants_once(tmp_path):
         first = tenant_aggregates_sensor(context)
     assert [r.partition_key for r in first.run_requests] == ["demo"]
     assert "demo" in json.loads(first.cursor)
-    with dg.build_sensor_context(instance=instance, cursor=first.cursor,
-                                 resources=resources) as context:
+    with dg.build_sensor_context(
+        instance=instance, cursor=first.cursor, resources=resources
+    ) as context:
         assert not tenant_aggregates_sensor(context).run_requests
     wh.dispose()

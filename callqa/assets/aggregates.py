@@ -1,13 +1,12 @@
 """Per-tenant daily aggregates that analysts query with plain SQL."""
 
-
 import dagster as dg
 
 from callqa.aggregates import daily_aggregates
-from callqa.config.registry import default_registry
-from callqa.expectations import validate_aggregates
 from callqa.assets.calls import scored_analysis
 from callqa.assets.partitions import tenant_partitions
+from callqa.config.registry import default_registry
+from callqa.expectations import validate_aggregates
 from callqa.resources import WarehouseResource
 from callqa.storage.warehouse import ALL_OPERATORS
 
@@ -29,7 +28,9 @@ def tenant_daily_aggregates(
     calls, mean total and mean per criterion, per day, for the team ('*') and per operator."""
     tenant = context.partition_key
     wh = warehouse.get()
-    call_rows, criterion_rows = daily_aggregates(wh.analyses_frame(tenant), wh.criterion_frame(tenant))
+    call_rows, criterion_rows = daily_aggregates(
+        wh.analyses_frame(tenant), wh.criterion_frame(tenant)
+    )
     wh.replace_daily_aggregates(tenant, call_rows, criterion_rows)
     # Aggregates mix presets only if a tenant does; validate against the default one's scale.
     registry = default_registry()
@@ -50,8 +51,11 @@ def tenant_daily_aggregates(
             dg.AssetCheckResult(
                 check_name=AGGREGATES_EXPECTATIONS,
                 passed=report.success,
-                metadata={"expectations": report.evaluated, "failed": len(report.failures),
-                          "failures": "\n".join(report.failures[:10]) or "none"},
+                metadata={
+                    "expectations": report.evaluated,
+                    "failed": len(report.failures),
+                    "failures": "\n".join(report.failures[:10]) or "none",
+                },
             )
         ],
     )

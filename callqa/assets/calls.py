@@ -5,7 +5,6 @@ so any call can be re-materialized or backfilled without run config. Each asset 
 its own table through the warehouse resource and reports in-asset, blocking checks.
 """
 
-
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,21 +69,35 @@ def raw_audio(
         data = read_source(staged["source_uri"])
         decoded = audio_lib.decode_bytes(data, f"call {key.partition_key}")
     probe = decoded.probe
-    uri = audio_store.put(key.tenant, key.external_id, probe.sha256,
-                          source_suffix(staged["source_uri"]), data)
+    uri = audio_store.put(
+        key.tenant, key.external_id, probe.sha256, source_suffix(staged["source_uri"]), data
+    )
     wh.upsert_call(
-        tenant=key.tenant, external_id=key.external_id, partition_key=key.partition_key,
-        audio_uri=uri, sha256=probe.sha256, size_bytes=probe.size_bytes, codec=probe.codec,
-        container=probe.container, channels=probe.channels, sample_rate=probe.sample_rate,
-        duration_s=probe.duration_s, category=staged["category"], operator=staged["operator"],
+        tenant=key.tenant,
+        external_id=key.external_id,
+        partition_key=key.partition_key,
+        audio_uri=uri,
+        sha256=probe.sha256,
+        size_bytes=probe.size_bytes,
+        codec=probe.codec,
+        container=probe.container,
+        channels=probe.channels,
+        sample_rate=probe.sample_rate,
+        duration_s=probe.duration_s,
+        category=staged["category"],
+        operator=staged["operator"],
         started_at=staged["started_at"],
     )
     return dg.MaterializeResult(
         metadata={
-            "duration_s": probe.duration_s, "channels": probe.channels,
-            "sample_rate": probe.sample_rate, "codec": probe.codec,
-            "container": probe.container, "size_bytes": probe.size_bytes,
-            "sha256": probe.sha256, "audio_uri": dg.MetadataValue.url(uri),
+            "duration_s": probe.duration_s,
+            "channels": probe.channels,
+            "sample_rate": probe.sample_rate,
+            "codec": probe.codec,
+            "container": probe.container,
+            "size_bytes": probe.size_bytes,
+            "sha256": probe.sha256,
+            "audio_uri": dg.MetadataValue.url(uri),
         },
         check_results=[checks.check_recording(probe)],
     )
@@ -114,21 +127,30 @@ def transcript(
         raise dg.Failure(f"call {key.partition_key}: raw_audio has not been materialized")
     preset = _preset_for(key, call["category"])
     with _recorded_failure(wh, key, "transcript"):
-        decoded = audio_lib.decode_bytes(audio_store.get(call["audio_uri"]),
-                                         f"call {key.partition_key}")
+        decoded = audio_lib.decode_bytes(
+            audio_store.get(call["audio_uri"]), f"call {key.partition_key}"
+        )
         started = time.perf_counter()
         result = stt.transcribe(decoded, preset.speech)
         elapsed = time.perf_counter() - started
     wh.upsert_transcript(
-        tenant=key.tenant, external_id=key.external_id, stage="stt", model=result.model,
-        language=result.language, word_count=result.word_count, data=result.model_dump(mode="json"),
+        tenant=key.tenant,
+        external_id=key.external_id,
+        stage="stt",
+        model=result.model,
+        language=result.language,
+        word_count=result.word_count,
+        data=result.model_dump(mode="json"),
     )
     regions = [audio_lib.speech_regions(c) for c in decoded.channels]
     return dg.MaterializeResult(
         metadata={
-            "model": result.model, "language": result.language or "unknown",
-            "segments": len(result.segments), "words": result.word_count,
-            "audio_s": result.duration_s, "transcribe_s": round(elapsed, 2),
+            "model": result.model,
+            "language": result.language or "unknown",
+            "segments": len(result.segments),
+            "words": result.word_count,
+            "audio_s": result.duration_s,
+            "transcribe_s": round(elapsed, 2),
             "realtime_factor": round(result.duration_s / elapsed, 2) if elapsed else 0.0,
         },
         check_results=[checks.check_transcript_coverage(result, regions)],
@@ -156,8 +178,12 @@ def diarized_transcript(
     channel_map = default_registry().tenant(key.tenant).channel_map
     diarized = assign_roles(stt_result, channel_map)
     wh.upsert_transcript(
-        tenant=key.tenant, external_id=key.external_id, stage="diarized", model=stt_result.model,
-        language=diarized.language, word_count=stt_result.word_count,
+        tenant=key.tenant,
+        external_id=key.external_id,
+        stage="diarized",
+        model=stt_result.model,
+        language=diarized.language,
+        word_count=stt_result.word_count,
         data=diarized.model_dump(mode="json"),
     )
     if len(stt_result.channels) == 2:
@@ -167,10 +193,12 @@ def diarized_transcript(
     m = diarized.metrics
     return dg.MaterializeResult(
         metadata={
-            "method": diarized.method, "turns": m.turns,
+            "method": diarized.method,
+            "turns": m.turns,
             "operator_talk_share": m.roles["operator"].talk_share,
             "customer_talk_share": m.roles["customer"].talk_share,
-            "silence_ratio": m.silence_ratio, "overlap_count": m.overlap_count,
+            "silence_ratio": m.silence_ratio,
+            "overlap_count": m.overlap_count,
             "interruption_count": m.interruption_count,
             "longest_monologue_s": m.longest_monologue_s,
             "operator_wpm": m.roles["operator"].words_per_minute,
@@ -181,10 +209,10 @@ def diarized_transcript(
 
 
 def _scores_markdown(record: AnalysisRecord) -> str:
-    rows = "\n".join(
-        f"| {c.name} | {c.score} | {c.rationale} |" for c in record.scores.criteria
+    rows = "\n".join(f"| {c.name} | {c.score} | {c.rationale} |" for c in record.scores.criteria)
+    return (
+        f"**Total {record.scores.total}/100**\n\n| criterion | score | why |\n|---|---|---|\n{rows}"
     )
-    return f"**Total {record.scores.total}/100**\n\n| criterion | score | why |\n|---|---|---|\n{rows}"
 
 
 @dg.asset(
@@ -214,16 +242,23 @@ def scored_analysis(
     preset = _preset_for(key, call["category"])
     with _recorded_failure(wh, key, "scored_analysis"):
         outcome = scorer.get_scorer().score(diarized, preset, call["category"])
-        wh.record_attempts(key.tenant, key.external_id, context.run.run_id,
-                           [a.as_dict() for a in outcome.attempts])
+        wh.record_attempts(
+            key.tenant, key.external_id, context.run.run_id, [a.as_dict() for a in outcome.attempts]
+        )
         if not outcome.valid:
             raise ScoringError(
                 f"no valid analysis after {len(outcome.attempts)} attempt(s): {outcome.last_error}"
             )
     record = build_record(
-        tenant=key.tenant, external_id=key.external_id, probe=_probe_from_call(call),
-        diarized=diarized, outcome=outcome, preset=preset, category=call["category"],
-        operator=call["operator"], started_at=call["started_at"],
+        tenant=key.tenant,
+        external_id=key.external_id,
+        probe=_probe_from_call(call),
+        diarized=diarized,
+        outcome=outcome,
+        preset=preset,
+        category=call["category"],
+        operator=call["operator"],
+        started_at=call["started_at"],
     )
     record_json = record.model_dump(mode="json")
     call_day = (call["started_at"] or call["updated_at"]).date()
@@ -234,10 +269,13 @@ def scored_analysis(
             "total": record.scores.total,
             **{f"score_{c.id}": c.score for c in record.scores.criteria},
             "weakest_criterion": record.weakest.id,
-            "scorer": record.scoring.scorer, "model": record.scoring.model or "",
+            "scorer": record.scoring.scorer,
+            "model": record.scoring.model or "",
             "prompt_version": record.scoring.prompt_version,
-            "tokens": record.scoring.tokens.total, "cost_usd": record.scoring.cost_usd,
-            "attempts": record.scoring.attempts, "latency_ms": record.scoring.latency_ms,
+            "tokens": record.scoring.tokens.total,
+            "cost_usd": record.scoring.cost_usd,
+            "attempts": record.scoring.attempts,
+            "latency_ms": record.scoring.latency_ms,
             "scores": dg.MetadataValue.md(_scores_markdown(record)),
             "summary": record.summary,
         },
@@ -250,7 +288,11 @@ def scored_analysis(
 
 def _probe_from_call(call: dict) -> audio_lib.AudioProbe:
     return audio_lib.AudioProbe(
-        sha256=call["sha256"], size_bytes=call["size_bytes"], codec=call["codec"],
-        container=call["container"], channels=call["channels"],
-        sample_rate=call["sample_rate"], duration_s=call["duration_s"],
+        sha256=call["sha256"],
+        size_bytes=call["size_bytes"],
+        codec=call["codec"],
+        container=call["container"],
+        channels=call["channels"],
+        sample_rate=call["sample_rate"],
+        duration_s=call["duration_s"],
     )

@@ -39,8 +39,11 @@ def check_recording(probe: AudioProbe) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name=RECORDING_DECODABLE,
         passed=not problems,
-        metadata={"duration_s": probe.duration_s, "channels": probe.channels,
-                  "problems": "; ".join(problems) or "none"},
+        metadata={
+            "duration_s": probe.duration_s,
+            "channels": probe.channels,
+            "problems": "; ".join(problems) or "none",
+        },
     )
 
 
@@ -63,13 +66,16 @@ def check_transcript_coverage(
             "covered_s": round(covered, 2),
             "coverage": round(coverage, 3),
             "min_coverage": MIN_SPEECH_COVERAGE,
-            "problem": "no speech detected" if speech == 0 else (
-                "none" if passed else "transcript misses detected speech"),
+            "problem": "no speech detected"
+            if speech == 0
+            else ("none" if passed else "transcript misses detected speech"),
         },
     )
 
 
-def check_roles(diarized: DiarizedTranscript, speech_s_by_role: dict[str, float]) -> dg.AssetCheckResult:
+def check_roles(
+    diarized: DiarizedTranscript, speech_s_by_role: dict[str, float]
+) -> dg.AssetCheckResult:
     spoke = {role for role, secs in speech_s_by_role.items() if secs >= MIN_SPEECH_S}
     present = diarized.roles_present()
     missing = sorted(spoke - present)
@@ -77,11 +83,15 @@ def check_roles(diarized: DiarizedTranscript, speech_s_by_role: dict[str, float]
         check_name=BOTH_ROLES_PRESENT,
         passed=not missing,
         # A mono heuristic cannot know who spoke: warn instead of blocking the call.
-        severity=dg.AssetCheckSeverity.ERROR if diarized.method.startswith("stereo")
+        severity=dg.AssetCheckSeverity.ERROR
+        if diarized.method.startswith("stereo")
         else dg.AssetCheckSeverity.WARN,
-        metadata={"roles_with_speech": ", ".join(sorted(spoke)) or "none",
-                  "roles_in_transcript": ", ".join(sorted(present)) or "none",
-                  "missing": ", ".join(missing) or "none", "method": diarized.method},
+        metadata={
+            "roles_with_speech": ", ".join(sorted(spoke)) or "none",
+            "roles_in_transcript": ", ".join(sorted(present)) or "none",
+            "missing": ", ".join(missing) or "none",
+            "method": diarized.method,
+        },
     )
 
 
@@ -104,7 +114,9 @@ def analysis_rule_violations(record: dict, preset: Preset) -> list[str]:
     extra = sorted(set(criteria) - set(preset.criterion_ids))
     if extra:
         problems.append(f"criteria not in preset {preset.id}: {', '.join(map(str, extra))}")
-    transcript = "\n".join(s.get("text", "") for s in record.get("transcript", {}).get("segments", []))
+    transcript = "\n".join(
+        s.get("text", "") for s in record.get("transcript", {}).get("segments", [])
+    )
     for cid, c in criteria.items():
         score = c.get("score")
         if not isinstance(score, int) or not preset.scale.min <= score <= preset.scale.max:
@@ -113,8 +125,9 @@ def analysis_rule_violations(record: dict, preset: Preset) -> list[str]:
             if not quote_found(ev.get("quote", ""), transcript):
                 problems.append(f"{cid}: evidence not in transcript: {ev.get('quote')!r}")
     if not missing and not any("outside" in p for p in problems):
-        expected = weighted_total({cid: criteria[cid]["score"] for cid in preset.criterion_ids},
-                                  preset)
+        expected = weighted_total(
+            {cid: criteria[cid]["score"] for cid in preset.criterion_ids}, preset
+        )
         if abs(expected - scores.get("total", -1)) > 0.05:
             problems.append(f"total {scores.get('total')} != weighted total {expected}")
     return problems

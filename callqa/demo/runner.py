@@ -47,12 +47,20 @@ def run_demo(force: bool = False, out=print) -> int:
     warehouse = Warehouse.from_url(settings.database_url())
     warehouse.upsert_tenant(tenant.id, tenant.name, tenant.model_dump(mode="json"))
     manifest = load_manifest()
-    keys = stage_files(warehouse, TENANT, [
-        StagedFile(path=CALLS_DIR / m["file"], external_id=m["external_id"],
-                   operator=m.get("operator"), category=m.get("category"),
-                   started_at=datetime.fromisoformat(m["started_at"].replace("Z", "+00:00")))
-        for m in manifest
-    ])
+    keys = stage_files(
+        warehouse,
+        TENANT,
+        [
+            StagedFile(
+                path=CALLS_DIR / m["file"],
+                external_id=m["external_id"],
+                operator=m.get("operator"),
+                category=m.get("category"),
+                started_at=datetime.fromisoformat(m["started_at"].replace("Z", "+00:00")),
+            )
+            for m in manifest
+        ],
+    )
     if force:
         warehouse.set_staged_status(TENANT, [k.external_id for k in keys], "staged")
     status = {r["external_id"]: r["status"] for r in warehouse.staged_calls(TENANT)}
@@ -64,8 +72,10 @@ def run_demo(force: bool = False, out=print) -> int:
     if new_partitions:
         instance.add_dynamic_partitions("calls", new_partitions)
 
-    out(f"callqa demo: {len(keys)} bundled calls, {len(pending)} to process "
-        f"({len(keys) - len(pending)} already done{'' if force else '; --force redoes them'})")
+    out(
+        f"callqa demo: {len(keys)} bundled calls, {len(pending)} to process "
+        f"({len(keys) - len(pending)} already done{'' if force else '; --force redoes them'})"
+    )
     job = defs.resolve_job_def("process_call")
     # The per-step event log is in the Dagster UI; the console shows warnings and up.
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -73,16 +83,24 @@ def run_demo(force: bool = False, out=print) -> int:
     for key in pending:
         t0 = time.perf_counter()
         result = job.execute_in_process(
-            instance=instance, partition_key=key.partition_key, raise_on_error=False,
-            tags={"callqa/source": "demo"}, run_config=quiet,
+            instance=instance,
+            partition_key=key.partition_key,
+            raise_on_error=False,
+            tags={"callqa/source": "demo"},
+            run_config=quiet,
         )
         failures += not result.success
-        out(f"  {'ok  ' if result.success else 'FAIL'} {key.partition_key:<22} "
-            f"run {result.run_id[:8]}  {time.perf_counter() - t0:5.1f} s")
+        out(
+            f"  {'ok  ' if result.success else 'FAIL'} {key.partition_key:<22} "
+            f"run {result.run_id[:8]}  {time.perf_counter() - t0:5.1f} s"
+        )
     if pending or force:
         defs.resolve_job_def("tenant_aggregates").execute_in_process(
-            instance=instance, partition_key=TENANT, tags={"callqa/source": "demo"},
-            run_config=quiet)
+            instance=instance,
+            partition_key=TENANT,
+            tags={"callqa/source": "demo"},
+            run_config=quiet,
+        )
 
     _print_results(warehouse, manifest, out)
     out(f"\nWarehouse: {settings.redact_url(settings.database_url())}")
@@ -103,21 +121,27 @@ def _print_results(warehouse, manifest: list[dict], out) -> None:
             out(f"{m['external_id']:<10} {m.get('operator') or '-':<8} {'':>8} {'-':>6}  {error}")
             continue
         weakest = min(record["scores"]["criteria"], key=lambda c: (c["score"], -c["weight"]))
-        out(f"{m['external_id']:<10} {m.get('operator') or '-':<8} "
+        out(
+            f"{m['external_id']:<10} {m.get('operator') or '-':<8} "
             f"{record['call']['audio']['duration_s']:>7.1f}s {record['scores']['total']:>6.1f}  "
-            f"{weakest['name']} ({weakest['score']})")
+            f"{weakest['name']} ({weakest['score']})"
+        )
 
     out(f"\nTenant aggregate ({TENANT}), table daily_aggregates:")
     out(f"{'day':<11} {'operator':<8} {'calls':>5} {'mean':>6} {'min':>6} {'max':>6}")
     for row in warehouse.daily_aggregates(TENANT):
-        out(f"{row['day']!s:<11} {row['operator']:<8} {row['calls']:>5} {row['mean_total']:>6.1f} "
-            f"{row['min_total']:>6.1f} {row['max_total']:>6.1f}")
+        out(
+            f"{row['day']!s:<11} {row['operator']:<8} {row['calls']:>5} {row['mean_total']:>6.1f} "
+            f"{row['min_total']:>6.1f} {row['max_total']:>6.1f}"
+        )
     team = {}
     for row in warehouse.daily_criterion_aggregates(TENANT):
         if row["operator"] == "*":
             team.setdefault(row["criterion"], []).append((row["calls"], row["mean_score"]))
     if team:
-        out("\nMean score per criterion (all days, all operators), table daily_criterion_aggregates:")
+        out(
+            "\nMean score per criterion (all days, all operators), table daily_criterion_aggregates:"
+        )
         for criterion, vals in team.items():
             calls = sum(c for c, _ in vals)
             out(f"  {criterion:<20} {sum(c * m for c, m in vals) / calls:.2f}")

@@ -37,5 +37,10 @@ class LLMScorerResource(ScorerResource):
     )
 
     def get_scorer(self) -> LLMScorer:
-        return LLMScorer(model=self.model, api_base=self.api_base, api_key=self.api_key,
-                         timeout_s=self.timeout_s, response_format=self.response_format)
+        return LLMScorer(
+            model=self.model,
+            api_base=self.api_base,
+            api_key=self.api_key,
+            timeout_s=self.timeout_s,
+            response_format=self.response_format,
+        )

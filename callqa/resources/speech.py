@@ -24,9 +24,12 @@ class WhisperResource(dg.ConfigurableResource):
 
     def settings(self, preset: SpeechSettings) -> WhisperSettings:
         return WhisperSettings(
-            model=self.model or preset.model, device=self.device,
-            compute_type=self.compute_type, beam_size=self.beam_size or preset.beam_size,
-            language=self.language or preset.language, cpu_threads=self.cpu_threads,
+            model=self.model or preset.model,
+            device=self.device,
+            compute_type=self.compute_type,
+            beam_size=self.beam_size or preset.beam_size,
+            language=self.language or preset.language,
+            cpu_threads=self.cpu_threads,
         )
 
     def transcribe(self, audio: DecodedAudio, preset: SpeechSettings) -> Transcript:

@@ -70,12 +70,16 @@ class LLMScorer:
             return {"type": "json_object"}
         return {
             "type": "json_schema",
-            "json_schema": {"name": "call_scores", "schema": response_schema(preset),
-                            "strict": True},
+            "json_schema": {
+                "name": "call_scores",
+                "schema": response_schema(preset),
+                "strict": True,
+            },
         }
 
-    def score(self, diarized: DiarizedTranscript, preset: Preset,
-              category: str | None = None) -> ScoringOutcome:
+    def score(
+        self, diarized: DiarizedTranscript, preset: Preset, category: str | None = None
+    ) -> ScoringOutcome:
         litellm = _import_litellm()
         transcript_text = diarized.as_text()
         messages = [
@@ -83,11 +87,16 @@ class LLMScorer:
             {"role": "user", "content": render_prompt(preset, diarized, category)},
         ]
         model = self.model or preset.llm.model
-        outcome = ScoringOutcome(scorer=SCORER_NAME, model=model,
-                                 prompt_version=preset.prompt_version, output=None)
+        outcome = ScoringOutcome(
+            scorer=SCORER_NAME, model=model, prompt_version=preset.prompt_version, output=None
+        )
         for number in range(1, self.max_attempts + 1):
-            attempt = Attempt(attempt=number, scorer=SCORER_NAME, model=model,
-                              prompt_version=preset.prompt_version)
+            attempt = Attempt(
+                attempt=number,
+                scorer=SCORER_NAME,
+                model=model,
+                prompt_version=preset.prompt_version,
+            )
             outcome.attempts.append(attempt)
             started = time.perf_counter()
             try:
@@ -126,9 +135,13 @@ class LLMScorer:
             attempt.error = "; ".join(errors)[:2000]
             messages += [
                 {"role": "assistant", "content": raw},
-                {"role": "user", "content": (
-                    "Your reply was rejected for these reasons:\n- " + "\n- ".join(errors)
-                    + "\nReply again with the corrected JSON object only."
-                )},
+                {
+                    "role": "user",
+                    "content": (
+                        "Your reply was rejected for these reasons:\n- "
+                        + "\n- ".join(errors)
+                        + "\nReply again with the corrected JSON object only."
+                    ),
+                },
             ]
         return outcome

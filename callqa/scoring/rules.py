@@ -23,25 +23,119 @@ SCORER_NAME = "rules"
 RULES_VERSION = "rules-v1"
 NOTE = "Scored by deterministic keyword rules, not by an LLM."
 
-GREETING = ("hello", "hi", "good morning", "good afternoon", "good evening", "welcome",
-            "thank you for calling", "thanks for calling")
+GREETING = (
+    "hello",
+    "hi",
+    "good morning",
+    "good afternoon",
+    "good evening",
+    "welcome",
+    "thank you for calling",
+    "thanks for calling",
+)
 INTRODUCTION = ("my name is", "this is", "speaking", "calling from", "i am", "i'm")
 OFFER_HELP = ("how can i help", "how may i help", "what can i do for you", "how can i assist")
-QUESTION_START = ("what", "how", "why", "when", "where", "which", "who", "could you", "can you",
-                  "would you", "do you", "does your", "are you", "is your", "tell me")
-PRESENTATION = ("plan", "offer", "package", "includes", "include", "price", "per month",
-                "save", "saves", "benefit", "feature", "unlimited", "discount", "free")
-OBJECTION = ("too expensive", "expensive", "not sure", "already have", "not interested",
-             "think about it", "too much", "cheaper", "competitor", "can't afford", "don't need")
-HANDLING = ("understand", "i see", "however", "actually", "that's why", "compared",
-            "good question", "fair point", "let me explain", "in fact", "discount", "save")
-CLOSING = ("next step", "schedule", "send you", "follow up", "sign up", "set up", "shall we",
-           "book", "confirm", "appointment", "contract", "order")
+QUESTION_START = (
+    "what",
+    "how",
+    "why",
+    "when",
+    "where",
+    "which",
+    "who",
+    "could you",
+    "can you",
+    "would you",
+    "do you",
+    "does your",
+    "are you",
+    "is your",
+    "tell me",
+)
+PRESENTATION = (
+    "plan",
+    "offer",
+    "package",
+    "includes",
+    "include",
+    "price",
+    "per month",
+    "save",
+    "saves",
+    "benefit",
+    "feature",
+    "unlimited",
+    "discount",
+    "free",
+)
+OBJECTION = (
+    "too expensive",
+    "expensive",
+    "not sure",
+    "already have",
+    "not interested",
+    "think about it",
+    "too much",
+    "cheaper",
+    "competitor",
+    "can't afford",
+    "don't need",
+)
+HANDLING = (
+    "understand",
+    "i see",
+    "however",
+    "actually",
+    "that's why",
+    "compared",
+    "good question",
+    "fair point",
+    "let me explain",
+    "in fact",
+    "discount",
+    "save",
+)
+CLOSING = (
+    "next step",
+    "schedule",
+    "send you",
+    "follow up",
+    "sign up",
+    "set up",
+    "shall we",
+    "book",
+    "confirm",
+    "appointment",
+    "contract",
+    "order",
+)
 FAREWELL = ("thank you for your time", "have a great day", "have a nice day", "goodbye", "bye")
-POLITE = ("please", "thank you", "thanks", "happy to", "glad", "of course", "absolutely",
-          "certainly", "my pleasure", "great question", "sure")
-RUDE = ("whatever", "not my problem", "i don't know", "calm down", "take it or leave it",
-        "what do you want", "listen", "i told you", "that's the price", "no idea", "hurry")
+POLITE = (
+    "please",
+    "thank you",
+    "thanks",
+    "happy to",
+    "glad",
+    "of course",
+    "absolutely",
+    "certainly",
+    "my pleasure",
+    "great question",
+    "sure",
+)
+RUDE = (
+    "whatever",
+    "not my problem",
+    "i don't know",
+    "calm down",
+    "take it or leave it",
+    "what do you want",
+    "listen",
+    "i told you",
+    "that's the price",
+    "no idea",
+    "hurry",
+)
 GREETING_WINDOW_S = 15.0
 
 
@@ -54,9 +148,7 @@ def _is_question(seg: DiarizedSegment) -> bool:
     sentences = re.split(r"(?<=[.!?])\s+", seg.text.strip())
     # Whole words only: "Whatever, ..." or "However, ..." is not a question.
     starts = tuple(f"{q} " for q in QUESTION_START)
-    return any(
-        s.endswith("?") or f"{normalize(s)} ".startswith(starts) for s in sentences if s
-    )
+    return any(s.endswith("?") or f"{normalize(s)} ".startswith(starts) for s in sentences if s)
 
 
 def _cite(segments: Iterable[DiarizedSegment], limit: int = 3) -> list[Evidence]:
@@ -89,15 +181,17 @@ def _greeting(ops: list[DiarizedSegment], preset) -> CriterionResult:
         f"{'introduced themself' if intro else 'gave no introduction'} and "
         f"{'offered help' if offer else 'did not offer help'}."
     )
-    return CriterionResult(id="greeting", score=_clamp(score, preset), rationale=rationale,
-                           evidence=_cite(used))
+    return CriterionResult(
+        id="greeting", score=_clamp(score, preset), rationale=rationale, evidence=_cite(used)
+    )
 
 
 def _needs_discovery(ops, preset) -> CriterionResult:
     questions = [s for s in ops if _is_question(s)]
     score = _clamp(1 + len(questions), preset)
     return CriterionResult(
-        id="needs_discovery", score=score,
+        id="needs_discovery",
+        score=score,
         rationale=f"The operator asked {len(questions)} question(s) about the customer's needs.",
         evidence=_cite(questions),
     )
@@ -108,9 +202,12 @@ def _presentation(ops, preset) -> CriterionResult:
     terms = sorted({t for s in hits for t in _has(s.text, PRESENTATION)})
     score = _clamp(1 + min(4, len(terms)), preset)
     return CriterionResult(
-        id="presentation", score=score,
-        rationale=(f"Offer presented with {len(terms)} distinct benefit/price term(s)"
-                   + (f": {', '.join(terms)}." if terms else ".")),
+        id="presentation",
+        score=score,
+        rationale=(
+            f"Offer presented with {len(terms)} distinct benefit/price term(s)"
+            + (f": {', '.join(terms)}." if terms else ".")
+        ),
         evidence=_cite(hits),
     )
 
@@ -138,15 +235,20 @@ def _objections(segments, preset) -> tuple[CriterionResult, list[Pattern]]:
             handled += 1
     if not objections:
         return CriterionResult(
-            id="objection_handling", score=_clamp(3, preset),
-            rationale="No customer objection detected; neutral score.", evidence=[],
+            id="objection_handling",
+            score=_clamp(3, preset),
+            rationale="No customer objection detected; neutral score.",
+            evidence=[],
         ), patterns
     share = handled / len(objections)
     score = 5 if share == 1 else 4 if share >= 0.5 else 2 if answered else 1
     return CriterionResult(
-        id="objection_handling", score=_clamp(score, preset),
-        rationale=(f"{len(objections)} objection(s); {answered} answered, {handled} answered "
-                   "with acknowledgement or substance."),
+        id="objection_handling",
+        score=_clamp(score, preset),
+        rationale=(
+            f"{len(objections)} objection(s); {answered} answered, {handled} answered "
+            "with acknowledgement or substance."
+        ),
         evidence=_cite(evidence, limit=4),
     ), patterns
 
@@ -157,9 +259,12 @@ def _closing(ops, duration_s, preset) -> CriterionResult:
     bye = [s for s in late if _has(s.text, FAREWELL)]
     score = 1 + min(3, 2 * len(steps)) + (1 if bye else 0)
     return CriterionResult(
-        id="closing", score=_clamp(score, preset),
-        rationale=(f"{len(steps)} next-step proposal(s) in the second half of the call; "
-                   f"{'a' if bye else 'no'} polite farewell."),
+        id="closing",
+        score=_clamp(score, preset),
+        rationale=(
+            f"{len(steps)} next-step proposal(s) in the second half of the call; "
+            f"{'a' if bye else 'no'} polite farewell."
+        ),
         evidence=_cite(_merge(steps, bye)),
     )
 
@@ -170,9 +275,12 @@ def _tone(ops, diarized: DiarizedTranscript, preset) -> CriterionResult:
     interrupts = diarized.metrics.roles["operator"].interruptions
     score = 3 + min(2, len(polite)) - min(2, 2 * len(rude)) - min(1, interrupts)
     return CriterionResult(
-        id="tone", score=_clamp(score, preset),
-        rationale=(f"{len(polite)} polite and {len(rude)} dismissive operator line(s); "
-                   f"the operator interrupted {interrupts} time(s)."),
+        id="tone",
+        score=_clamp(score, preset),
+        rationale=(
+            f"{len(polite)} polite and {len(rude)} dismissive operator line(s); "
+            f"the operator interrupted {interrupts} time(s)."
+        ),
         evidence=_cite(_merge(rude, polite)),
     )
 
@@ -209,18 +317,27 @@ def score_with_rules(diarized: DiarizedTranscript, preset: Preset) -> ScoringOut
         for c in sorted(criteria, key=lambda c: c.score)[:2]
         if c.score < preset.scale.max - 1
     ]
-    output = ScorerOutput(criteria=criteria, summary=summary, recommendations=recommendations,
-                          patterns=patterns)
+    output = ScorerOutput(
+        criteria=criteria, summary=summary, recommendations=recommendations, patterns=patterns
+    )
     problems = rule_violations(output, preset, diarized.as_text())
     attempt = Attempt(
-        attempt=1, scorer=SCORER_NAME, model=RULES_VERSION, prompt_version=preset.prompt_version,
+        attempt=1,
+        scorer=SCORER_NAME,
+        model=RULES_VERSION,
+        prompt_version=preset.prompt_version,
         latency_ms=round((time.perf_counter() - started) * 1000, 1),
-        raw_output=output.model_dump_json(), valid=not problems,
+        raw_output=output.model_dump_json(),
+        valid=not problems,
         error="; ".join(problems) or None,
     )
     return ScoringOutcome(
-        scorer=SCORER_NAME, model=RULES_VERSION, prompt_version=preset.prompt_version,
-        output=None if problems else output, attempts=[attempt], note=NOTE,
+        scorer=SCORER_NAME,
+        model=RULES_VERSION,
+        prompt_version=preset.prompt_version,
+        output=None if problems else output,
+        attempts=[attempt],
+        note=NOTE,
     )
 
 
@@ -229,6 +346,7 @@ class RulesScorer:
 
     model = RULES_VERSION
 
-    def score(self, diarized: DiarizedTranscript, preset: Preset,
-              category: str | None = None) -> ScoringOutcome:
+    def score(
+        self, diarized: DiarizedTranscript, preset: Preset, category: str | None = None
+    ) -> ScoringOutcome:
         return score_with_rules(diarized, preset)

@@ -58,7 +58,9 @@ def rule_violations(output: ScorerOutput, preset: Preset, transcript_text: str) 
     return problems
 
 
-def parse_output(raw: str, preset: Preset, transcript_text: str) -> tuple[ScorerOutput | None, list[str]]:
+def parse_output(
+    raw: str, preset: Preset, transcript_text: str
+) -> tuple[ScorerOutput | None, list[str]]:
     """Parse and fully validate a scorer reply; return (output, []) or (None, errors)."""
     try:
         data = json.loads(raw)

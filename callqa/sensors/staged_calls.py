@@ -1,6 +1,5 @@
 """Turn newly staged calls into `calls` partitions and runs, for auto-process tenants."""
 
-
 import json
 
 import dagster as dg
@@ -29,9 +28,13 @@ def staged_calls_sensor(
     with warehouse.get().engine.connect() as conn:
         rows = conn.execute(
             sa.select(t.staged_calls.c.id, t.staged_calls.c.tenant, t.staged_calls.c.external_id)
-            .where(t.staged_calls.c.id > last_id, t.staged_calls.c.tenant.in_(auto),
-                   t.staged_calls.c.status == "staged")
-            .order_by(t.staged_calls.c.id).limit(MAX_CALLS_PER_TICK)
+            .where(
+                t.staged_calls.c.id > last_id,
+                t.staged_calls.c.tenant.in_(auto),
+                t.staged_calls.c.status == "staged",
+            )
+            .order_by(t.staged_calls.c.id)
+            .limit(MAX_CALLS_PER_TICK)
         ).all()
     if not rows:
         return dg.SensorResult(skip_reason="no newly staged calls", cursor=str(last_id))
@@ -40,7 +43,9 @@ def staged_calls_sensor(
     new_keys = [k for k in keys if k not in existing]
     context.log.info(f"{len(keys)} staged call(s), {len(new_keys)} new partition(s)")
     return dg.SensorResult(
-        dynamic_partitions_requests=[calls_partitions.build_add_request(new_keys)] if new_keys else [],
+        dynamic_partitions_requests=[calls_partitions.build_add_request(new_keys)]
+        if new_keys
+        else [],
         run_requests=[
             dg.RunRequest(partition_key=k, run_key=f"{k}#{r.id}", tags={"callqa/tenant": r.tenant})
             for k, r in zip(keys, rows, strict=True)
@@ -57,15 +62,20 @@ def tenant_aggregates_sensor(
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     with warehouse.get().engine.connect() as conn:
         latest = conn.execute(
-            sa.select(t.analyses.c.tenant, sa.func.max(t.analyses.c.updated_at))
-            .group_by(t.analyses.c.tenant)
+            sa.select(t.analyses.c.tenant, sa.func.max(t.analyses.c.updated_at)).group_by(
+                t.analyses.c.tenant
+            )
         ).all()
     known = set(default_registry().tenants)
-    changed = {tenant: str(ts) for tenant, ts in latest if tenant in known and seen.get(tenant) != str(ts)}
+    changed = {
+        tenant: str(ts) for tenant, ts in latest if tenant in known and seen.get(tenant) != str(ts)
+    }
     if not changed:
         return dg.SensorResult(skip_reason="no new analyses", cursor=json.dumps(seen))
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=tenant, run_key=f"{tenant}@{ts}")
-                      for tenant, ts in changed.items()],
+        run_requests=[
+            dg.RunRequest(partition_key=tenant, run_key=f"{tenant}@{ts}")
+            for tenant, ts in changed.items()
+        ],
         cursor=json.dumps({**seen, **changed}),
     )

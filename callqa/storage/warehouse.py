@@ -41,7 +41,9 @@ def make_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-def _upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], keys: Sequence[str]) -> None:
+def _upsert(
+    conn: sa.Connection, table: sa.Table, rows: Sequence[dict], keys: Sequence[str]
+) -> None:
     """INSERT … ON CONFLICT (keys) DO UPDATE, on both dialects."""
     if not rows:
         return
@@ -85,13 +87,25 @@ class Warehouse:
     # tenants -------------------------------------------------------------------------------
     def upsert_tenant(self, tenant_id: str, name: str, config: dict) -> None:
         with self.engine.begin() as conn:
-            _upsert(conn, t.tenants, [{"id": tenant_id, "name": name, "config": config,
-                                       "updated_at": utcnow()}], ["id"])
+            _upsert(
+                conn,
+                t.tenants,
+                [{"id": tenant_id, "name": name, "config": config, "updated_at": utcnow()}],
+                ["id"],
+            )
 
     # staging -------------------------------------------------------------------------------
-    def stage_call(self, *, tenant: str, external_id: str, source: str, source_uri: str,
-                   category: str | None = None, operator: str | None = None,
-                   started_at: datetime | None = None) -> bool:
+    def stage_call(
+        self,
+        *,
+        tenant: str,
+        external_id: str,
+        source: str,
+        source_uri: str,
+        category: str | None = None,
+        operator: str | None = None,
+        started_at: datetime | None = None,
+    ) -> bool:
         """Stage a call once; return False if it was already staged (its state is kept)."""
         now = utcnow()
         with self.engine.begin() as conn:
@@ -102,18 +116,35 @@ class Warehouse:
             ).first()
             if exists:
                 return False
-            conn.execute(t.staged_calls.insert().values(
-                tenant=tenant, external_id=external_id, source=source, source_uri=source_uri,
-                category=category, operator=operator, started_at=started_at, status="staged",
-                error=None, staged_at=now, updated_at=now,
-            ))
+            conn.execute(
+                t.staged_calls.insert().values(
+                    tenant=tenant,
+                    external_id=external_id,
+                    source=source,
+                    source_uri=source_uri,
+                    category=category,
+                    operator=operator,
+                    started_at=started_at,
+                    status="staged",
+                    error=None,
+                    staged_at=now,
+                    updated_at=now,
+                )
+            )
             return True
 
     def staged_call(self, tenant: str, external_id: str) -> dict | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(t.staged_calls).where(
-                t.staged_calls.c.tenant == tenant, t.staged_calls.c.external_id == external_id
-            )).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(t.staged_calls).where(
+                        t.staged_calls.c.tenant == tenant,
+                        t.staged_calls.c.external_id == external_id,
+                    )
+                )
+                .mappings()
+                .first()
+            )
         if row is None:
             return None
         return {**row, "started_at": _as_utc(row["started_at"])}
@@ -125,8 +156,9 @@ class Warehouse:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query.order_by(t.staged_calls.c.id)).mappings()]
 
-    def set_staged_status(self, tenant: str, external_ids: Iterable[str], status: str,
-                          error: str | None = None) -> None:
+    def set_staged_status(
+        self, tenant: str, external_ids: Iterable[str], status: str, error: str | None = None
+    ) -> None:
         ids = list(external_ids)
         if not ids:
             return
@@ -144,46 +176,90 @@ class Warehouse:
 
     def call(self, tenant: str, external_id: str) -> dict | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(t.calls).where(
-                t.calls.c.tenant == tenant, t.calls.c.external_id == external_id
-            )).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(t.calls).where(
+                        t.calls.c.tenant == tenant, t.calls.c.external_id == external_id
+                    )
+                )
+                .mappings()
+                .first()
+            )
         return None if row is None else {**row, "started_at": _as_utc(row["started_at"])}
 
     # transcripts ---------------------------------------------------------------------------
-    def upsert_transcript(self, *, tenant: str, external_id: str, stage: str, model: str | None,
-                          language: str | None, word_count: int, data: dict) -> None:
+    def upsert_transcript(
+        self,
+        *,
+        tenant: str,
+        external_id: str,
+        stage: str,
+        model: str | None,
+        language: str | None,
+        word_count: int,
+        data: dict,
+    ) -> None:
         with self.engine.begin() as conn:
-            _upsert(conn, t.transcripts, [{
-                "tenant": tenant, "external_id": external_id, "stage": stage, "model": model,
-                "language": language, "word_count": word_count, "data": data,
-                "updated_at": utcnow(),
-            }], ["tenant", "external_id", "stage"])
+            _upsert(
+                conn,
+                t.transcripts,
+                [
+                    {
+                        "tenant": tenant,
+                        "external_id": external_id,
+                        "stage": stage,
+                        "model": model,
+                        "language": language,
+                        "word_count": word_count,
+                        "data": data,
+                        "updated_at": utcnow(),
+                    }
+                ],
+                ["tenant", "external_id", "stage"],
+            )
 
     def transcript(self, tenant: str, external_id: str, stage: str) -> dict | None:
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(t.transcripts.c.data).where(
-                t.transcripts.c.tenant == tenant, t.transcripts.c.external_id == external_id,
-                t.transcripts.c.stage == stage,
-            )).scalar_one_or_none()
+            return conn.execute(
+                sa.select(t.transcripts.c.data).where(
+                    t.transcripts.c.tenant == tenant,
+                    t.transcripts.c.external_id == external_id,
+                    t.transcripts.c.stage == stage,
+                )
+            ).scalar_one_or_none()
 
     # analyses ------------------------------------------------------------------------------
-    def record_attempts(self, tenant: str, external_id: str, run_id: str | None,
-                        attempts: Iterable[dict]) -> None:
+    def record_attempts(
+        self, tenant: str, external_id: str, run_id: str | None, attempts: Iterable[dict]
+    ) -> None:
         """Append-only: every scoring attempt is kept, valid or not."""
-        rows = [{**a, "tenant": tenant, "external_id": external_id, "run_id": run_id,
-                 "created_at": utcnow()} for a in attempts]
+        rows = [
+            {
+                **a,
+                "tenant": tenant,
+                "external_id": external_id,
+                "run_id": run_id,
+                "created_at": utcnow(),
+            }
+            for a in attempts
+        ]
         if rows:
             with self.engine.begin() as conn:
                 conn.execute(t.scoring_attempts.insert(), rows)
 
     def attempts(self, tenant: str, external_id: str) -> list[dict]:
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(
-                sa.select(t.scoring_attempts).where(
-                    t.scoring_attempts.c.tenant == tenant,
-                    t.scoring_attempts.c.external_id == external_id,
-                ).order_by(t.scoring_attempts.c.id)
-            ).mappings()]
+            return [
+                dict(r)
+                for r in conn.execute(
+                    sa.select(t.scoring_attempts)
+                    .where(
+                        t.scoring_attempts.c.tenant == tenant,
+                        t.scoring_attempts.c.external_id == external_id,
+                    )
+                    .order_by(t.scoring_attempts.c.id)
+                ).mappings()
+            ]
 
     def save_analysis(self, record: dict, call_day: date) -> None:
         call, scores, scoring = record["call"], record["scores"], record["scoring"]
@@ -191,86 +267,144 @@ class Warehouse:
         weakest = min(scores["criteria"], key=lambda c: (c["score"], -c["weight"]))
         now = utcnow()
         with self.engine.begin() as conn:
-            _upsert(conn, t.analyses, [{
-                "tenant": tenant, "external_id": external_id, "call_day": call_day,
-                "operator": call.get("operator"), "category": call.get("category"),
-                "preset": scoring["preset"], "prompt_version": scoring["prompt_version"],
-                "scorer": scoring["scorer"], "model": scoring["model"], "total": scores["total"],
-                "weakest_criterion": weakest["id"], "summary": record["summary"],
-                "cost_usd": scoring["cost_usd"], "record": record, "updated_at": now,
-            }], ["tenant", "external_id"])
+            _upsert(
+                conn,
+                t.analyses,
+                [
+                    {
+                        "tenant": tenant,
+                        "external_id": external_id,
+                        "call_day": call_day,
+                        "operator": call.get("operator"),
+                        "category": call.get("category"),
+                        "preset": scoring["preset"],
+                        "prompt_version": scoring["prompt_version"],
+                        "scorer": scoring["scorer"],
+                        "model": scoring["model"],
+                        "total": scores["total"],
+                        "weakest_criterion": weakest["id"],
+                        "summary": record["summary"],
+                        "cost_usd": scoring["cost_usd"],
+                        "record": record,
+                        "updated_at": now,
+                    }
+                ],
+                ["tenant", "external_id"],
+            )
             # A changed preset may drop criteria: replace this call's rows as a whole.
-            conn.execute(t.criterion_scores.delete().where(
-                t.criterion_scores.c.tenant == tenant,
-                t.criterion_scores.c.external_id == external_id,
-            ))
-            conn.execute(t.criterion_scores.insert(), [
-                {"tenant": tenant, "external_id": external_id, "criterion": c["id"],
-                 "score": c["score"], "weight": c["weight"]}
-                for c in scores["criteria"]
-            ])
+            conn.execute(
+                t.criterion_scores.delete().where(
+                    t.criterion_scores.c.tenant == tenant,
+                    t.criterion_scores.c.external_id == external_id,
+                )
+            )
+            conn.execute(
+                t.criterion_scores.insert(),
+                [
+                    {
+                        "tenant": tenant,
+                        "external_id": external_id,
+                        "criterion": c["id"],
+                        "score": c["score"],
+                        "weight": c["weight"],
+                    }
+                    for c in scores["criteria"]
+                ],
+            )
 
     def analysis(self, tenant: str, external_id: str) -> dict | None:
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(t.analyses.c.record).where(
-                t.analyses.c.tenant == tenant, t.analyses.c.external_id == external_id
-            )).scalar_one_or_none()
+            return conn.execute(
+                sa.select(t.analyses.c.record).where(
+                    t.analyses.c.tenant == tenant, t.analyses.c.external_id == external_id
+                )
+            ).scalar_one_or_none()
 
     def analyses_frame(self, tenant: str):
         import pandas as pd
 
         query = sa.select(
-            t.analyses.c.external_id, t.analyses.c.call_day, t.analyses.c.operator,
-            t.analyses.c.total, t.analyses.c.cost_usd, t.analyses.c.record,
+            t.analyses.c.external_id,
+            t.analyses.c.call_day,
+            t.analyses.c.operator,
+            t.analyses.c.total,
+            t.analyses.c.cost_usd,
+            t.analyses.c.record,
         ).where(t.analyses.c.tenant == tenant)
         with self.engine.connect() as conn:
-            return pd.DataFrame(conn.execute(query).mappings().all(),
-                                columns=["external_id", "call_day", "operator", "total",
-                                         "cost_usd", "record"])
+            return pd.DataFrame(
+                conn.execute(query).mappings().all(),
+                columns=["external_id", "call_day", "operator", "total", "cost_usd", "record"],
+            )
 
     def criterion_frame(self, tenant: str):
         import pandas as pd
 
-        query = sa.select(
-            t.criterion_scores.c.external_id, t.criterion_scores.c.criterion,
-            t.criterion_scores.c.score, t.analyses.c.call_day, t.analyses.c.operator,
-        ).join(t.analyses, sa.and_(
-            t.analyses.c.tenant == t.criterion_scores.c.tenant,
-            t.analyses.c.external_id == t.criterion_scores.c.external_id,
-        )).where(t.criterion_scores.c.tenant == tenant)
+        query = (
+            sa.select(
+                t.criterion_scores.c.external_id,
+                t.criterion_scores.c.criterion,
+                t.criterion_scores.c.score,
+                t.analyses.c.call_day,
+                t.analyses.c.operator,
+            )
+            .join(
+                t.analyses,
+                sa.and_(
+                    t.analyses.c.tenant == t.criterion_scores.c.tenant,
+                    t.analyses.c.external_id == t.criterion_scores.c.external_id,
+                ),
+            )
+            .where(t.criterion_scores.c.tenant == tenant)
+        )
         with self.engine.connect() as conn:
-            return pd.DataFrame(conn.execute(query).mappings().all(),
-                                columns=["external_id", "criterion", "score", "call_day",
-                                         "operator"])
+            return pd.DataFrame(
+                conn.execute(query).mappings().all(),
+                columns=["external_id", "criterion", "score", "call_day", "operator"],
+            )
 
     # aggregates ----------------------------------------------------------------------------
-    def replace_daily_aggregates(self, tenant: str, calls_rows: list[dict],
-                                 criterion_rows: list[dict]) -> None:
+    def replace_daily_aggregates(
+        self, tenant: str, calls_rows: list[dict], criterion_rows: list[dict]
+    ) -> None:
         """Swap a tenant's aggregate rows in one transaction (readers never see half)."""
         now = utcnow()
         with self.engine.begin() as conn:
             for table in (t.daily_aggregates, t.daily_criterion_aggregates):
                 conn.execute(table.delete().where(table.c.tenant == tenant))
             if calls_rows:
-                conn.execute(t.daily_aggregates.insert(),
-                             [{**r, "tenant": tenant, "updated_at": now} for r in calls_rows])
+                conn.execute(
+                    t.daily_aggregates.insert(),
+                    [{**r, "tenant": tenant, "updated_at": now} for r in calls_rows],
+                )
             if criterion_rows:
-                conn.execute(t.daily_criterion_aggregates.insert(),
-                             [{**r, "tenant": tenant, "updated_at": now} for r in criterion_rows])
+                conn.execute(
+                    t.daily_criterion_aggregates.insert(),
+                    [{**r, "tenant": tenant, "updated_at": now} for r in criterion_rows],
+                )
 
     def daily_aggregates(self, tenant: str) -> list[dict]:
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(
-                sa.select(t.daily_aggregates).where(t.daily_aggregates.c.tenant == tenant)
-                .order_by(t.daily_aggregates.c.day, t.daily_aggregates.c.operator)
-            ).mappings()]
+            return [
+                dict(r)
+                for r in conn.execute(
+                    sa.select(t.daily_aggregates)
+                    .where(t.daily_aggregates.c.tenant == tenant)
+                    .order_by(t.daily_aggregates.c.day, t.daily_aggregates.c.operator)
+                ).mappings()
+            ]
 
     def daily_criterion_aggregates(self, tenant: str) -> list[dict]:
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(
-                sa.select(t.daily_criterion_aggregates)
-                .where(t.daily_criterion_aggregates.c.tenant == tenant)
-                .order_by(t.daily_criterion_aggregates.c.day,
-                          t.daily_criterion_aggregates.c.operator,
-                          t.daily_criterion_aggregates.c.criterion)
-            ).mappings()]
+            return [
+                dict(r)
+                for r in conn.execute(
+                    sa.select(t.daily_criterion_aggregates)
+                    .where(t.daily_criterion_aggregates.c.tenant == tenant)
+                    .order_by(
+                        t.daily_criterion_aggregates.c.day,
+                        t.daily_criterion_aggregates.c.operator,
+                        t.daily_criterion_aggregates.c.criterion,
+                    )
+                ).mappings()
+            ]
