@@ -13,8 +13,10 @@ from callqa.jobs import process_call_job, tenant_aggregates_job
 from callqa.resources import (
     AudioStoreResource,
     LLMScorerResource,
+    OpenAITranscriptionResource,
     RulesScorerResource,
     ScorerResource,
+    SpeechToTextResource,
     WarehouseResource,
     WhisperResource,
 )
@@ -40,15 +42,31 @@ def scorer_from_env() -> ScorerResource:
     raise ValueError(f"{settings.SCORER_ENV}={kind!r}: expected 'rules' or 'llm'")
 
 
+def stt_from_env() -> SpeechToTextResource:
+    """CALLQA_STT=whisper (default, bundled model, offline) or openai (compatible API)."""
+    kind = os.environ.get(settings.STT_ENV, "whisper").strip().lower()
+    if kind == "whisper":
+        return WhisperResource(
+            model=os.environ.get(settings.WHISPER_MODEL_ENV) or None,
+            device=os.environ.get(settings.WHISPER_DEVICE_ENV, "cpu"),
+            compute_type=os.environ.get(settings.WHISPER_COMPUTE_TYPE_ENV, "int8"),
+        )
+    if kind == "openai":
+        if not os.environ.get(settings.STT_API_BASE_ENV):
+            raise ValueError(f"{settings.STT_ENV}=openai needs {settings.STT_API_BASE_ENV}")
+        return OpenAITranscriptionResource(
+            api_base=dg.EnvVar(settings.STT_API_BASE_ENV),
+            api_key=_env(settings.STT_API_KEY_ENV),
+            model=os.environ.get(settings.STT_MODEL_ENV) or "whisper-1",
+        )
+    raise ValueError(f"{settings.STT_ENV}={kind!r}: expected 'whisper' or 'openai'")
+
+
 def build_resources() -> dict:
     return {
         "warehouse": WarehouseResource(database_url=_env(settings.DATABASE_URL_ENV)),
         "audio_store": AudioStoreResource(root=_env(settings.AUDIO_STORE_ENV)),
-        "stt": WhisperResource(
-            model=os.environ.get(settings.WHISPER_MODEL_ENV) or None,
-            device=os.environ.get(settings.WHISPER_DEVICE_ENV, "cpu"),
-            compute_type=os.environ.get(settings.WHISPER_COMPUTE_TYPE_ENV, "int8"),
-        ),
+        "stt": stt_from_env(),
         "scorer": scorer_from_env(),
     }
 

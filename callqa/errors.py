@@ -19,3 +19,7 @@ class ScoringError(CallqaError):
 
 class PartitionKeyError(CallqaError):
     """A `calls` partition key does not have the form `<tenant>__<external id>`."""
+
+
+class TranscriptionError(CallqaError):
+    """A speech-to-text provider failed or answered with something unusable."""

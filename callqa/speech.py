@@ -7,6 +7,7 @@ model folder can be configured instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -47,13 +48,27 @@ def load_model(model: str, device: str, compute_type: str, cpu_threads: int):
     )
 
 
+def transcribe_channels(
+    audio: DecodedAudio,
+    model_label: str,
+    transcribe_one: Callable[[np.ndarray, int], ChannelTranscript],
+) -> Transcript:
+    """Run any per-channel speech-to-text over a recording (shared by every provider)."""
+    channels = []
+    for index, samples in enumerate(audio.channels):
+        if is_silent(samples):
+            # Speech models invent text for pure silence; an empty channel has nothing to say.
+            channels.append(ChannelTranscript(channel=index, segments=[]))
+            continue
+        result = transcribe_one(samples, index)
+        result.speech_s = round(sum(e - s for s, e in speech_regions(samples)), 2)
+        channels.append(result)
+    return Transcript(model=model_label, duration_s=audio.probe.duration_s, channels=channels)
+
+
 def transcribe_channel(
     samples: np.ndarray, channel: int, settings: WhisperSettings
 ) -> ChannelTranscript:
-    speech_s = round(sum(e - s for s, e in speech_regions(samples)), 2)
-    if is_silent(samples):
-        # Whisper invents text for pure silence; an empty channel has nothing to say.
-        return ChannelTranscript(channel=channel, language=settings.language, segments=[])
     model = load_model(settings.model, settings.device, settings.compute_type, settings.cpu_threads)
     segments, info = model.transcribe(
         samples,
@@ -86,14 +101,13 @@ def transcribe_channel(
         channel=channel,
         language=info.language,
         language_probability=round(info.language_probability, 3),
-        speech_s=speech_s,
         segments=out,
     )
 
 
 def transcribe(audio: DecodedAudio, settings: WhisperSettings) -> Transcript:
-    return Transcript(
-        model=settings.model,
-        duration_s=audio.probe.duration_s,
-        channels=[transcribe_channel(s, i, settings) for i, s in enumerate(audio.channels)],
+    return transcribe_channels(
+        audio,
+        settings.model,
+        lambda samples, channel: transcribe_channel(samples, channel, settings),
     )

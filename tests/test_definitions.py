@@ -98,3 +98,19 @@ def test_production_instance_config_runs_on_postgres(pg_url, tmp_path, monkeypat
     finally:
         instance.dispose()
     assert os.environ["DAGSTER_PG_DB"] == url.database
+
+
+def test_stt_chosen_by_environment(monkeypatch):
+    from callqa.definitions import stt_from_env
+    from callqa.resources import OpenAITranscriptionResource, WhisperResource
+
+    monkeypatch.delenv("CALLQA_STT", raising=False)
+    assert isinstance(stt_from_env(), WhisperResource)
+    monkeypatch.setenv("CALLQA_STT", "openai")
+    with pytest.raises(ValueError, match="CALLQA_STT_API_BASE"):
+        stt_from_env()
+    monkeypatch.setenv("CALLQA_STT_API_BASE", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("CALLQA_STT_API_KEY", "stt-secret-value")
+    api = stt_from_env()
+    assert isinstance(api, OpenAITranscriptionResource)
+    assert "stt-secret-value" not in repr(api.api_key)

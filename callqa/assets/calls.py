@@ -20,7 +20,7 @@ from callqa.diarization import DiarizedTranscript, assign_roles
 from callqa.errors import CallqaError, ScoringError
 from callqa.intake import read_source, source_suffix
 from callqa.keys import CallKey, parse_key
-from callqa.resources import AudioStoreResource, WarehouseResource, WhisperResource
+from callqa.resources import AudioStoreResource, SpeechToTextResource, WarehouseResource
 from callqa.resources.scorers import ScorerResource
 from callqa.storage.warehouse import Warehouse
 from callqa.transcription import Transcript
@@ -117,7 +117,7 @@ def transcript(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     audio_store: AudioStoreResource,
-    stt: WhisperResource,
+    stt: SpeechToTextResource,
 ) -> dg.MaterializeResult:
     """Speech-to-text with word timestamps; stereo recordings per channel."""
     key = parse_key(context.partition_key)

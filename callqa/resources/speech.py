@@ -9,7 +9,14 @@ from callqa.speech import WhisperSettings, transcribe
 from callqa.transcription import Transcript
 
 
-class WhisperResource(dg.ConfigurableResource):
+class SpeechToTextResource(dg.ConfigurableResource):
+    """Anything that turns decoded audio into a per-channel `Transcript`."""
+
+    def transcribe(self, audio: DecodedAudio, preset: SpeechSettings) -> Transcript:
+        raise NotImplementedError
+
+
+class WhisperResource(SpeechToTextResource):
     """faster-whisper speech-to-text; the default model is bundled and runs offline.
 
     Model, beam size and language come from the call's preset unless set here.
@@ -34,3 +41,23 @@ class WhisperResource(dg.ConfigurableResource):
 
     def transcribe(self, audio: DecodedAudio, preset: SpeechSettings) -> Transcript:
         return transcribe(audio, self.settings(preset))
+
+
+class OpenAITranscriptionResource(SpeechToTextResource):
+    """An OpenAI-compatible `/audio/transcriptions` endpoint (OpenAI, Groq, speaches, ...)."""
+
+    api_base: str = Field(description="e.g. https://api.openai.com/v1")
+    api_key: str | None = Field(None, description="Set with dg.EnvVar")
+    model: str = "whisper-1"
+    timeout_s: float = 300.0
+
+    def transcribe(self, audio: DecodedAudio, preset: SpeechSettings) -> Transcript:
+        from callqa.speech_api import OpenAITranscriber
+
+        return OpenAITranscriber(
+            api_base=self.api_base,
+            api_key=self.api_key,
+            model=self.model,
+            language=preset.language,
+            timeout_s=self.timeout_s,
+        ).transcribe(audio)
