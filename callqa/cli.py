@@ -82,6 +82,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(force=args.force)
 
 
+def cmd_stage(args: argparse.Namespace) -> int:
+    from callqa.config.registry import default_registry
+    from callqa.errors import AudioError
+    from callqa.intake import AUDIO_SUFFIXES, StagedFile, stage_files
+    from callqa.storage.warehouse import Warehouse
+
+    default_registry().tenant(args.tenant)  # fail early on an unknown tenant
+    paths: list[Path] = []
+    for raw in args.paths:
+        path = Path(raw)
+        if path.is_dir():
+            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise AudioError(f"{path}: file not found")
+    warehouse = Warehouse.from_url(settings.database_url())
+    files = [StagedFile(path=p, operator=args.operator, category=args.category) for p in paths]
+    for key in stage_files(warehouse, args.tenant, files):
+        print(key.partition_key)
+    warehouse.dispose()
+    print(
+        f"staged {len(files)} call(s) in {settings.redact_url(settings.database_url())}; "
+        "staged_calls_sensor launches them while the Dagster daemon runs (make ui)",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from callqa.schemas import generated_schemas, write_schemas
 
@@ -159,6 +188,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--force", action="store_true", help="re-process calls already done")
     demo.set_defaults(func=cmd_demo)
+
+    stage = sub.add_parser(
+        "stage",
+        help="stage local recordings for Dagster to process (file-drop intake)",
+        description=(
+            "Add recordings to the warehouse's staged_calls table. Each becomes a `calls` "
+            "partition <tenant>__<file stem>; for tenants with auto_process on, "
+            "staged_calls_sensor launches a process_call run for it. Files already staged "
+            "are left as they are."
+        ),
+    )
+    stage.add_argument("paths", nargs="+", help="audio files or folders of them")
+    stage.add_argument("--tenant", default="demo", help="tenant the calls belong to")
+    stage.add_argument("--category", default=None, help="call category, selects the preset")
+    stage.add_argument("--operator", default=None, help="operator who took the calls")
+    stage.set_defaults(func=cmd_stage)
 
     schema = sub.add_parser("schema", help="print or write the published JSON schemas")
     schema.add_argument(

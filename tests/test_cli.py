@@ -124,7 +124,7 @@ def test_bad_input_one_line_error_and_nonzero_exit(tmp_path, name, make, message
 def test_help_lists_commands():
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("analyze", "demo", "schema", "db-upgrade"):
+    for command in ("analyze", "demo", "stage", "schema", "db-upgrade"):
         assert command in result.stdout
     analyze = run_cli("analyze", "--help")
     for flag in ("--tenant", "--json", "--scorer", "--model", "CALLQA_LLM_API_BASE"):
@@ -140,3 +140,26 @@ def test_analyze_mp3(tmp_path, poor_call):
     record = json.loads(result.stdout)
     assert record["call"]["audio"]["codec"].startswith("mp3")  # FFmpeg says mp3float
     assert {s["speaker"] for s in record["transcript"]["segments"]} == {"operator", "customer"}
+
+
+def test_stage_files_for_the_sensor(tmp_path, manifest):
+    from callqa.storage.warehouse import Warehouse
+
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    for m in manifest[:2]:
+        (folder / m["file"]).write_bytes((DEMO_CALLS / m["file"]).read_bytes())
+    (folder / "notes.txt").write_text("not a recording")
+    env = {"CALLQA_DATA_DIR": str(tmp_path / "data")}
+    result = run_cli("stage", str(folder), "--tenant", "demo", "--operator", "anna", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["demo__call-001", "demo__call-002"]
+    wh = Warehouse.from_url(f"sqlite:///{tmp_path / 'data' / 'warehouse.db'}")
+    rows = wh.staged_calls("demo")
+    assert [(r["external_id"], r["status"], r["operator"]) for r in rows] == [
+        ("call-001", "staged", "anna"),
+        ("call-002", "staged", "anna"),
+    ]
+    wh.dispose()
+    unknown = run_cli("stage", str(folder), "--tenant", "nobody", env=env)
+    assert unknown.returncode == 2 and "unknown tenant 'nobody'" in unknown.stderr

@@ -128,7 +128,7 @@ def transcript(
     preset = _preset_for(key, call["category"])
     with _recorded_failure(wh, key, "transcript"):
         decoded = audio_lib.decode_bytes(
-            audio_store.get(call["audio_uri"]), f"call {key.partition_key}"
+            audio_store.get(key.tenant, call["audio_uri"]), f"call {key.partition_key}"
         )
         started = time.perf_counter()
         result = stt.transcribe(decoded, preset.speech)

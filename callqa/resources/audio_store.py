@@ -6,6 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from callqa import settings
+from callqa.errors import AudioError
 
 
 class AudioStoreResource(dg.ConfigurableResource):
@@ -31,9 +32,14 @@ class AudioStoreResource(dg.ConfigurableResource):
             tmp.replace(path)  # atomic: a reader never sees half a file
         return path.as_uri()
 
-    def get(self, uri: str) -> bytes:
-        path = Path(uri.removeprefix("file://"))
-        root = self._root()
-        if root not in path.resolve().parents:
-            raise ValueError(f"{uri}: outside the audio store {root}")
+    def get(self, tenant: str, uri: str) -> bytes:
+        """Read a stored recording; only from `tenant`'s own folder of this store."""
+        from urllib.parse import unquote, urlsplit
+
+        path = Path(unquote(urlsplit(uri).path)).resolve()
+        folder = self._root() / tenant
+        if folder not in path.parents:
+            raise AudioError(f"{uri}: not in tenant {tenant!r}'s folder of the audio store")
+        if not path.is_file():
+            raise AudioError(f"{uri}: recording missing from the audio store")
         return path.read_bytes()

@@ -16,7 +16,9 @@ from callqa.storage import tables as t
 MAX_CALLS_PER_TICK = 200
 
 
-@dg.sensor(job=process_call_job, minimum_interval_seconds=30)
+@dg.sensor(
+    job=process_call_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING
+)
 def staged_calls_sensor(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource
 ) -> dg.SensorResult:
@@ -54,7 +56,11 @@ def staged_calls_sensor(
     )
 
 
-@dg.sensor(job=tenant_aggregates_job, minimum_interval_seconds=300)
+@dg.sensor(
+    job=tenant_aggregates_job,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
 def tenant_aggregates_sensor(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource
 ) -> dg.SensorResult:
