@@ -22,7 +22,7 @@ READ_TIMEOUT_S = 60
 MAX_REDIRECTS = 3
 
 
-def _redacted(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without query string or credentials (CRMs put tokens there)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -36,24 +36,24 @@ def _redacted(url: str) -> str:
 def _check_host(url: str, allow_private: bool) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        raise AudioError(f"{_redacted(url)}: only http and https URLs are fetched")
+        raise AudioError(f"{safe_url(url)}: only http and https URLs are fetched")
     if not parts.hostname:
-        raise AudioError(f"{_redacted(url)}: URL has no host")
+        raise AudioError(f"{safe_url(url)}: URL has no host")
     try:
         _ = parts.port
     except ValueError as exc:
-        raise AudioError(f"{_redacted(url)}: invalid URL ({exc})") from None
+        raise AudioError(f"{safe_url(url)}: invalid URL ({exc})") from None
     if allow_private:
         return
     try:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
-        raise AudioError(f"{_redacted(url)}: cannot resolve host ({exc})") from exc
+        raise AudioError(f"{safe_url(url)}: cannot resolve host ({exc})") from exc
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
         if not address.is_global:
             raise AudioError(
-                f"{_redacted(url)}: refusing to fetch from non-public address {address} "
+                f"{safe_url(url)}: refusing to fetch from non-public address {address} "
                 f"(set {ALLOW_PRIVATE_URLS_ENV}=1 to allow)"
             )
 
@@ -84,7 +84,7 @@ def fetch_url(
             )
         except requests.RequestException as exc:
             raise AudioError(
-                f"{_redacted(url)}: download failed ({exc.__class__.__name__})"
+                f"{safe_url(url)}: download failed ({exc.__class__.__name__})"
             ) from exc
         with response:
             if response.is_redirect:
@@ -92,7 +92,7 @@ def fetch_url(
                 continue
             if response.status_code != 200:
                 raise AudioError(
-                    f"{_redacted(url)}: download failed with HTTP {response.status_code}"
+                    f"{safe_url(url)}: download failed with HTTP {response.status_code}"
                 )
             try:
                 declared = int(response.headers.get("content-length") or 0)
@@ -100,7 +100,7 @@ def fetch_url(
                 declared = 0
             if declared > max_bytes:
                 raise AudioError(
-                    f"{_redacted(url)}: {declared} bytes exceeds the {max_bytes}-byte limit"
+                    f"{safe_url(url)}: {declared} bytes exceeds the {max_bytes}-byte limit"
                 )
             chunks, size = [], 0
             try:
@@ -108,12 +108,12 @@ def fetch_url(
                     size += len(chunk)
                     if size > max_bytes:
                         raise AudioError(
-                            f"{_redacted(url)}: more than {max_bytes} bytes; download stopped"
+                            f"{safe_url(url)}: more than {max_bytes} bytes; download stopped"
                         )
                     chunks.append(chunk)
             except requests.RequestException as exc:
                 raise AudioError(
-                    f"{_redacted(url)}: download interrupted ({exc.__class__.__name__})"
+                    f"{safe_url(url)}: download interrupted ({exc.__class__.__name__})"
                 ) from exc
             return b"".join(chunks)
-    raise AudioError(f"{_redacted(url)}: more than {MAX_REDIRECTS} redirects")
+    raise AudioError(f"{safe_url(url)}: more than {MAX_REDIRECTS} redirects")

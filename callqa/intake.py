@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from callqa.errors import AudioError
-from callqa.fetch import MAX_BYTES, fetch_url
+from callqa.fetch import MAX_BYTES, fetch_url, safe_url
 from callqa.keys import CallKey, external_id_from_name, make_key
 from callqa.storage.warehouse import Warehouse
 
@@ -51,13 +51,21 @@ def source_suffix(source_uri: str) -> str:
     return suffix if suffix in AUDIO_SUFFIXES else ".bin"
 
 
+def source_label(source_uri: str) -> str:
+    """How errors name a recording: its path, or its URL without query (CRM tokens)."""
+    parts = urlsplit(source_uri)
+    if parts.scheme in ("http", "https"):
+        return safe_url(source_uri)
+    return unquote(parts.path) if parts.scheme == "file" else source_uri
+
+
 def read_source(source_uri: str, max_bytes: int = MAX_BYTES) -> bytes:
     scheme = urlsplit(source_uri).scheme
     if scheme in ("http", "https"):
         return fetch_url(source_uri, max_bytes=max_bytes)
     if scheme not in ("file", ""):
         raise AudioError(f"{source_uri}: unsupported recording location")
-    path = Path(urlsplit(source_uri).path if scheme == "file" else source_uri)
+    path = Path(source_label(source_uri))
     if not path.is_file():
         raise AudioError(f"{path}: recording not found")
     if path.stat().st_size > max_bytes:

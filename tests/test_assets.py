@@ -118,6 +118,7 @@ def test_corrupt_recording_fails_clearly_and_is_recorded(tmp_path):
     failure = next(e for e in result.all_events if e.is_step_failure)
     message = failure.step_failure_data.user_failure_data.description
     assert key in message and "not a readable audio file" in message
+    assert str(bad) in message  # names the recording itself
     staged = wh.staged_call("demo", "broken-1")
     assert staged["status"] == "failed" and "raw_audio" in staged["error"]
     assert count(wh, t.calls) == 0

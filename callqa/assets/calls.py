@@ -18,7 +18,7 @@ from callqa.assets.partitions import calls_partitions
 from callqa.config.registry import default_registry
 from callqa.diarization import DiarizedTranscript, assign_roles
 from callqa.errors import CallqaError, ScoringError
-from callqa.intake import read_source, source_suffix
+from callqa.intake import read_source, source_label, source_suffix
 from callqa.keys import CallKey, parse_key
 from callqa.resources import AudioStoreResource, SpeechToTextResource, WarehouseResource
 from callqa.resources.scorers import ScorerResource
@@ -67,7 +67,7 @@ def raw_audio(
     staged = _staged(wh, key)
     with _recorded_failure(wh, key, "raw_audio"):
         data = read_source(staged["source_uri"])
-        decoded = audio_lib.decode_bytes(data, f"call {key.partition_key}")
+        decoded = audio_lib.decode_bytes(data, source_label(staged["source_uri"]))
     probe = decoded.probe
     uri = audio_store.put(
         key.tenant, key.external_id, probe.sha256, source_suffix(staged["source_uri"]), data
@@ -128,7 +128,7 @@ def transcript(
     preset = _preset_for(key, call["category"])
     with _recorded_failure(wh, key, "transcript"):
         decoded = audio_lib.decode_bytes(
-            audio_store.get(key.tenant, call["audio_uri"]), f"call {key.partition_key}"
+            audio_store.get(key.tenant, call["audio_uri"]), call["audio_uri"]
         )
         started = time.perf_counter()
         result = stt.transcribe(decoded, preset.speech)
