@@ -105,7 +105,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
     warehouse.dispose()
     print(
         f"staged {len(files)} call(s) in {settings.redact_url(settings.database_url())}; "
-        "staged_calls_sensor launches them while the Dagster daemon runs (make ui)",
+        "staged_calls_sensor launches them while the Dagster daemon runs (./dev ui)",
         file=sys.stderr,
     )
     return 0

@@ -105,7 +105,7 @@ def run_demo(force: bool = False, out=print) -> int:
     _print_results(warehouse, manifest, out)
     out(f"\nWarehouse: {settings.redact_url(settings.database_url())}")
     out(f"Audio store: {settings.audio_store_root()}")
-    out(f"Dagster instance: {settings.dagster_home()}  (open it with `make ui`)")
+    out(f"Dagster instance: {settings.dagster_home()}  (open it with `./dev ui`)")
     out(f"Demo wall time: {time.perf_counter() - started:.1f} s")
     warehouse.dispose()
     return 1 if failures else 0
