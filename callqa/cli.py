@@ -88,7 +88,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
     from callqa.intake import AUDIO_SUFFIXES, StagedFile, stage_files
     from callqa.storage.warehouse import Warehouse
 
-    default_registry().tenant(args.tenant)  # fail early on an unknown tenant
+    tenant = default_registry().tenant(args.tenant)  # fail early on an unknown tenant
     paths: list[Path] = []
     for raw in args.paths:
         path = Path(raw)
@@ -99,6 +99,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
         else:
             raise AudioError(f"{path}: file not found")
     warehouse = Warehouse.from_url(settings.database_url())
+    warehouse.upsert_tenant(tenant.id, tenant.name, tenant.model_dump(mode="json"))
     files = [StagedFile(path=p, operator=args.operator, category=args.category) for p in paths]
     for key in stage_files(warehouse, args.tenant, files):
         print(key.partition_key)

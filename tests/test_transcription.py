@@ -27,3 +27,18 @@ def test_stereo_call_transcribed_per_channel_with_word_timestamps(good_call):
         reference = " ".join(x["text"] for x in good_call["script"] if x["speaker"] == speaker)
         text = " ".join(s.text for s in result.channels[channel].segments)
         assert _word_recall(reference, text) > 0.7, (speaker, text)
+
+
+def test_mono_recording_gets_labelled_heuristic_roles(tmp_path, good_call):
+    """A mono downmix still yields both roles, and says how they were assigned."""
+    from callqa.pipeline import analyze_file
+    from callqa.scoring.rules import RulesScorer
+    from tests.audio_helpers import write_wav
+
+    left, right = decode_file(DEMO_CALLS / good_call["file"]).channels
+    mono = write_wav(tmp_path / "mono.wav", [(left + right) / 2])
+    record = analyze_file(mono, scorer=RulesScorer()).record
+    assert record.call.audio.channels == 1
+    assert record.transcript.diarization == "mono-pause-heuristic"
+    assert {s.speaker for s in record.transcript.segments} == {"operator", "customer"}
+    assert record.transcript.segments[0].speaker == "operator"

@@ -218,7 +218,6 @@ def _scores_markdown(record: AnalysisRecord) -> str:
 @dg.asset(
     partitions_def=calls_partitions,
     group_name=GROUP,
-    kinds={"litellm"},
     deps=[diarized_transcript],
     pool="callqa_scoring",
     check_specs=[
