@@ -57,17 +57,13 @@ def _print_analysis(record, transcribe_s: float) -> None:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from callqa.pipeline import analyze_file
-    from callqa.speech import WhisperSettings
 
-    whisper = None
-    if args.whisper_model:
-        whisper = WhisperSettings(model=args.whisper_model)
     result = analyze_file(
         Path(args.path),
         tenant=args.tenant,
         category=args.category,
         scorer=_scorer(args.scorer, args.model),
-        whisper=whisper,
+        whisper_model=args.whisper_model,
     )
     if args.json:
         print(result.record.model_dump_json(indent=2))
@@ -174,7 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--whisper-model",
         default=None,
-        help="faster-whisper model name or path (default: the preset's, tiny.en)",
+        help=(
+            "faster-whisper model name or path (default: CALLQA_WHISPER_MODEL, else the "
+            "preset's, tiny.en); CALLQA_WHISPER_DEVICE / _COMPUTE_TYPE set device and precision"
+        ),
     )
     analyze.set_defaults(func=cmd_analyze)
 

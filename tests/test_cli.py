@@ -163,3 +163,14 @@ def test_stage_files_for_the_sensor(tmp_path, manifest):
     wh.dispose()
     unknown = run_cli("stage", str(folder), "--tenant", "nobody", env=env)
     assert unknown.returncode == 2 and "unknown tenant 'nobody'" in unknown.stderr
+
+
+def test_unloadable_speech_model_is_a_clear_error(good_call, tmp_path):
+    result = run_cli(
+        "analyze",
+        str(DEMO_CALLS / good_call["file"]),
+        env={"CALLQA_WHISPER_MODEL": str(tmp_path / "no-such-model")},
+    )
+    assert result.returncode == 2
+    assert "cannot be loaded" in result.stderr and "no-such-model" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
