@@ -1,8 +1,9 @@
 """`callqa demo`: the bundled sample calls through Dagster, the way production runs them.
 
-Calls are staged in the warehouse (file intake), added as `calls` partitions on a local
-Dagster instance, and each is materialized by the `process_call` job; then the tenant's
-aggregates are rebuilt by the `tenant_aggregates` job. The Dagster UI started with the
+Calls are staged in the warehouse (file intake); the production `staged_calls_sensor`
+is evaluated against a local Dagster instance and its partition requests and run
+requests are carried out: each call is materialized by the `process_call` job, then the
+tenant's aggregates are rebuilt by the `tenant_aggregates` job. The Dagster UI started with the
 same DAGSTER_HOME shows every run, materialization and check.
 """
 
@@ -30,10 +31,25 @@ def _instance():
 
     home = settings.dagster_home()
     home.mkdir(parents=True, exist_ok=True)
-    # An empty dagster.yaml means Dagster's defaults: SQLite storage inside this folder.
-    (home / "dagster.yaml").touch()
+    config = home / "dagster.yaml"
+    if not config.exists():
+        # Dagster's defaults (SQLite storage inside this folder), offline: no telemetry.
+        config.write_text("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
+
+
+def _evaluate_sensor(instance):
+    import dagster as dg
+
+    from callqa.resources import WarehouseResource
+    from callqa.sensors.staged_calls import staged_calls_sensor
+
+    # No cursor: every call still in status 'staged' is due, as on a sensor's first tick.
+    with dg.build_sensor_context(
+        instance=instance, resources={"warehouse": WarehouseResource()}
+    ) as context:
+        return staged_calls_sensor(context)
 
 
 def run_demo(force: bool = False, out=print) -> int:
@@ -61,40 +77,40 @@ def run_demo(force: bool = False, out=print) -> int:
             for m in manifest
         ],
     )
-    if force:
-        warehouse.set_staged_status(TENANT, [k.external_id for k in keys], "staged")
+    # Failed calls are retried on every demo run; --force redoes processed ones as well.
     status = {r["external_id"]: r["status"] for r in warehouse.staged_calls(TENANT)}
-    pending = [k for k in keys if status.get(k.external_id) != "processed"]
+    retry = [k.external_id for k in keys if force or status.get(k.external_id) == "failed"]
+    warehouse.set_staged_status(TENANT, retry, "staged")
 
+    # The production sensor decides what to run: partitions to add and one run per call.
     instance = _instance()
-    known = set(instance.get_dynamic_partitions("calls"))
-    new_partitions = [k.partition_key for k in keys if k.partition_key not in known]
-    if new_partitions:
-        instance.add_dynamic_partitions("calls", new_partitions)
-
+    tick = _evaluate_sensor(instance)
+    for request in tick.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    runs = [r for r in tick.run_requests or [] if r.tags.get("callqa/tenant") == TENANT]
     out(
-        f"callqa demo: {len(keys)} bundled calls, {len(pending)} to process "
-        f"({len(keys) - len(pending)} already done{'' if force else '; --force redoes them'})"
+        f"callqa demo: {len(keys)} bundled calls, {len(runs)} to process "
+        f"({len(keys) - len(runs)} already done{'' if force else '; --force redoes them'})"
     )
     job = defs.resolve_job_def("process_call")
     # The per-step event log is in the Dagster UI; the console shows warnings and up.
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     failures = 0
-    for key in pending:
+    for request in runs:
         t0 = time.perf_counter()
         result = job.execute_in_process(
             instance=instance,
-            partition_key=key.partition_key,
+            partition_key=request.partition_key,
             raise_on_error=False,
-            tags={"callqa/source": "demo"},
+            tags={**request.tags, "callqa/source": "demo"},
             run_config=quiet,
         )
         failures += not result.success
         out(
-            f"  {'ok  ' if result.success else 'FAIL'} {key.partition_key:<22} "
+            f"  {'ok  ' if result.success else 'FAIL'} {request.partition_key:<22} "
             f"run {result.run_id[:8]}  {time.perf_counter() - t0:5.1f} s"
         )
-    if pending or force:
+    if runs:
         defs.resolve_job_def("tenant_aggregates").execute_in_process(
             instance=instance,
             partition_key=TENANT,
