@@ -97,6 +97,16 @@ def poor_call(manifest) -> dict:
     return next(m for m in manifest if m["expected_quality"] == "poor")
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
+    """Answer a request of a fake HTTP service with a JSON body."""
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class FakeLLM:
     """An OpenAI-compatible /v1/chat/completions endpoint with scripted replies.
 
@@ -151,12 +161,7 @@ class FakeLLM:
                             },
                         },
                     )
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

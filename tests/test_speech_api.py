@@ -2,7 +2,6 @@
 server on loopback that speaks the real multipart request / verbose_json reply shape."""
 
 import io
-import json
 import threading
 import wave
 from email.parser import BytesParser
@@ -25,7 +24,7 @@ from callqa.resources import (
 )
 from callqa.speech_api import OpenAITranscriber
 from callqa.storage.warehouse import Warehouse
-from tests.conftest import DEMO_CALLS
+from tests.conftest import DEMO_CALLS, send_json
 
 
 def verbose_json(lines: list[dict]) -> dict:
@@ -99,12 +98,7 @@ class FakeTranscriptionAPI:
                     }
                 else:
                     payload = (replies_by_channel or {})[channel]
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
