@@ -288,7 +288,7 @@ def _extra_criterion(r):
         (_score_out_of_scale, "closing: score 9 outside 1-5"),
         (_invented_quote, "greeting: evidence not in transcript: 'best price guaranteed'"),
         (_wrong_total, "total 100.0 != weighted total 43.8"),
-        (_extra_criterion, "criteria not in preset p1: tone"),
+        (_extra_criterion, "unknown criteria: tone"),
     ],
 )
 def test_rules_fail_and_name_the_problem(breaks, detail):

@@ -14,7 +14,7 @@ from callqa.config.models import Preset
 from callqa.diarization import DiarizedTranscript
 from callqa.scoring.evidence import quote_found
 from callqa.scoring.rubric import weighted_total
-from callqa.scoring.validation import schema_errors
+from callqa.scoring.validation import coverage_problems, schema_errors
 from callqa.transcription import Transcript, covered_seconds
 
 RECORDING_DECODABLE = "recording_decodable"
@@ -105,15 +105,11 @@ def check_analysis_schema(record: dict) -> dg.AssetCheckResult:
 
 
 def analysis_rule_violations(record: dict, preset: Preset) -> list[str]:
-    problems = []
+    """The business rules, re-checked on the stored record itself (not the scorer output)."""
     scores = record.get("scores", {})
     criteria = {c.get("id"): c for c in scores.get("criteria", [])}
-    missing = [cid for cid in preset.criterion_ids if cid not in criteria]
-    if missing:
-        problems.append(f"missing criteria: {', '.join(missing)}")
-    extra = sorted(set(criteria) - set(preset.criterion_ids))
-    if extra:
-        problems.append(f"criteria not in preset {preset.id}: {', '.join(map(str, extra))}")
+    problems = coverage_problems([str(cid) for cid in criteria], preset)
+    missing = any(p.startswith("missing") for p in problems)
     transcript = "\n".join(
         s.get("text", "") for s in record.get("transcript", {}).get("segments", [])
     )
