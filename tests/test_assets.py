@@ -158,16 +158,23 @@ def _llm_reply(preset, **overrides):
     return json.dumps(reply)
 
 
-def test_llm_scorer_invalid_replies_are_recorded_and_retryable(tmp_path, good_call, fake_llm):
+def test_llm_scorer_invalid_replies_are_recorded_and_retryable(
+    tmp_path, good_call, fake_llm, monkeypatch
+):
     from callqa.config.registry import default_registry
+    from callqa.definitions import scorer_from_env
 
     preset = default_registry().preset("sales-default")
     db_url = f"sqlite:///{tmp_path / 'wh.db'}"
     wh, key = stage(db_url, DEMO_CALLS / good_call["file"], "llm-1", category="sales")
     instance = dg.DagsterInstance.ephemeral()
-    scorer = LLMScorerResource(
-        model="openai/gpt-4o-mini", api_base=fake_llm.api_base, api_key="k-test"
-    )
+    # Configured the way a deployment does it: environment variables read via dg.EnvVar.
+    monkeypatch.setenv("CALLQA_SCORER", "llm")
+    monkeypatch.setenv("CALLQA_LLM_MODEL", "openai/gpt-4o-mini")
+    monkeypatch.setenv("CALLQA_LLM_API_BASE", fake_llm.api_base)
+    monkeypatch.setenv("CALLQA_LLM_API_KEY", "k-test")
+    scorer = scorer_from_env()
+    assert isinstance(scorer, LLMScorerResource)
     first = materialize(CALL_ASSETS[:3], key, db_url, tmp_path, instance, scorer)
     assert first.success
 
@@ -201,6 +208,8 @@ def test_llm_scorer_invalid_replies_are_recorded_and_retryable(tmp_path, good_ca
     assert record["scoring"]["scorer"] == "llm" and record["scores"]["total"] == 50.0
     assert wh.staged_call("demo", "llm-1")["status"] == "processed"
     assert "k-test" not in json.dumps(record)
+    assert fake_llm.headers[-1].get("Authorization") == "Bearer k-test"
+    assert fake_llm.requests[-1]["model"] == "gpt-4o-mini"
     wh.dispose()
 
 

@@ -33,7 +33,8 @@ GREETING = (
     "thank you for calling",
     "thanks for calling",
 )
-INTRODUCTION = ("my name is", "this is", "speaking", "calling from", "i am", "i'm")
+# "I am ..." is left out on purpose: "I am sorry" is not an introduction.
+INTRODUCTION = ("my name is", "this is", "speaking with", "calling from", "my name's")
 OFFER_HELP = ("how can i help", "how may i help", "what can i do for you", "how can i assist")
 QUESTION_START = (
     "what",
