@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from callqa.storage.warehouse import ALL_OPERATORS
+
+if TYPE_CHECKING:  # pandas costs over a second to import; only runs need it
+    import pandas as pd
 
 
 def _by_operator(frame: pd.DataFrame) -> list[tuple[object, str, pd.DataFrame]]:
@@ -20,6 +23,8 @@ def _by_operator(frame: pd.DataFrame) -> list[tuple[object, str, pd.DataFrame]]:
 def daily_aggregates(
     analyses: pd.DataFrame, criteria: pd.DataFrame
 ) -> tuple[list[dict], list[dict]]:
+    import pandas as pd
+
     if analyses.empty:
         return [], []
     metrics = pd.json_normalize(list(analyses["record"].map(lambda r: r["metrics"])))

@@ -47,7 +47,10 @@ def bench_demo() -> float:
         return time.perf_counter() - started
 
 
-def bench_cli(paths: list[Path]) -> float:
+def bench_cli(paths: list[Path]) -> tuple[float, float]:
+    """Wall seconds for all files, and the largest peak RSS (MiB) of one analyze process."""
+    import resource
+
     started = time.perf_counter()
     for path in paths:
         subprocess.run(
@@ -55,7 +58,8 @@ def bench_cli(paths: list[Path]) -> float:
             check=True,
             capture_output=True,
         )
-    return time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return time.perf_counter() - started, peak_kib / 1024
 
 
 def bench_in_process(paths: list[Path]) -> float:
@@ -96,15 +100,18 @@ def main() -> None:
         f"bundled calls: {len(paths)} files, {audio:.1f} s of stereo audio, "
         f"{os.cpu_count()} CPU cores"
     )
+    # First, so the children's peak RSS is that of `callqa analyze` alone.
+    cli_seconds, cli_peak_mib = bench_cli(paths)
     if not args.skip_demo:
         print(f"demo wall time (fresh data folder):      {bench_demo():7.1f} s")
     rows = [
-        ("callqa analyze, one process per file", bench_cli(paths)),
+        ("callqa analyze, one process per file", cli_seconds),
         ("callqa analyze code, warm process", bench_in_process(paths)),
         ("bare faster-whisper, warm model", bench_bare_whisper(paths)),
     ]
     for label, seconds in rows:
         print(f"{label:<40} {seconds:7.1f} s wall  {audio / seconds:6.2f} audio s / wall s")
+    print(f"peak memory of one `callqa analyze` process: {cli_peak_mib:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ def test_definitions_load_without_heavy_imports():
     code = (
         "import sys; from callqa.definitions import defs; "
         "heavy = [m for m in ('litellm', 'faster_whisper', 'ctranslate2', 'great_expectations', "
-        "'av') if m in sys.modules]; print(','.join(heavy) or 'none')"
+        "'av', 'pandas') if m in sys.modules]; print(','.join(heavy) or 'none')"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
