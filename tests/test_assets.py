@@ -258,3 +258,48 @@ def dg_time(value: str):
     from datetime import datetime
 
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_raw_audio_fetches_a_crm_url(tmp_path, good_call, monkeypatch):
+    """A recording URL (as a CRM hands it over) is fetched by raw_audio; loopback is
+    allowed here only because the test says so, and the token never reaches metadata."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    data = (DEMO_CALLS / good_call["file"]).read_bytes()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("content-type", "audio/flac")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/rec/call.flac?token=crm-secret"
+    db_url = f"sqlite:///{tmp_path / 'wh.db'}"
+    wh = Warehouse.from_url(db_url)
+    wh.stage_call(tenant="demo", external_id="crm-1", source="crm", source_uri=url)
+    instance = dg.DagsterInstance.ephemeral()
+    try:
+        refused = materialize([raw_audio], "demo__crm-1", db_url, tmp_path, instance)
+        assert not refused.success
+        assert "non-public address" in wh.staged_call("demo", "crm-1")["error"]
+        assert "crm-secret" not in wh.staged_call("demo", "crm-1")["error"]
+
+        monkeypatch.setenv("CALLQA_ALLOW_PRIVATE_URLS", "1")
+        fetched = materialize([raw_audio], "demo__crm-1", db_url, tmp_path, instance)
+        assert fetched.success
+        meta = fetched.get_asset_materialization_events()[0].materialization.metadata
+        assert meta["channels"].value == 2
+        assert "crm-secret" not in str(meta)
+        assert wh.call("demo", "crm-1")["sha256"] == meta["sha256"].value
+    finally:
+        server.shutdown()
+        server.server_close()
+        wh.dispose()
