@@ -23,120 +23,49 @@ SCORER_NAME = "rules"
 RULES_VERSION = "rules-v1"
 NOTE = "Scored by deterministic keyword rules, not by an LLM."
 
-GREETING = (
-    "hello",
-    "hi",
-    "good morning",
-    "good afternoon",
-    "good evening",
-    "welcome",
-    "thank you for calling",
-    "thanks for calling",
+
+def _phrases(text: str) -> tuple[str, ...]:
+    """A lexicon written as "a | b | c": one string per lexicon keeps them easy to review."""
+    return tuple(p.strip() for p in text.split("|") if p.strip())
+
+
+GREETING = _phrases(
+    "hello | hi | good morning | good afternoon | good evening | welcome | thank you for "
+    "calling | thanks for calling"
 )
 # "I am ..." is left out on purpose: "I am sorry" is not an introduction.
-INTRODUCTION = ("my name is", "this is", "speaking with", "calling from", "my name's")
-OFFER_HELP = ("how can i help", "how may i help", "what can i do for you", "how can i assist")
-QUESTION_START = (
-    "what",
-    "how",
-    "why",
-    "when",
-    "where",
-    "which",
-    "who",
-    "could you",
-    "can you",
-    "would you",
-    "do you",
-    "does your",
-    "are you",
-    "is your",
-    "tell me",
+INTRODUCTION = _phrases("my name is | this is | speaking with | calling from | my name's")
+OFFER_HELP = _phrases("how can i help | how may i help | what can i do for you | how can i assist")
+QUESTION_START = _phrases(
+    "what | how | why | when | where | which | who | could you | can you | would you | do "
+    "you | does your | are you | is your | tell me"
 )
-PRESENTATION = (
-    "plan",
-    "offer",
-    "package",
-    "includes",
-    "include",
-    "price",
-    "per month",
-    "save",
-    "saves",
-    "benefit",
-    "feature",
-    "unlimited",
-    "discount",
-    "free",
+PRESENTATION = _phrases(
+    "plan | offer | package | includes | include | price | per month | save | saves | "
+    "benefit | feature | unlimited | discount | free"
 )
-OBJECTION = (
-    "too expensive",
-    "expensive",
-    "not sure",
-    "already have",
-    "not interested",
-    "think about it",
-    "too much",
-    "cheaper",
-    "competitor",
-    "can't afford",
-    "don't need",
+OBJECTION = _phrases(
+    "too expensive | expensive | not sure | already have | not interested | think about "
+    "it | too much | cheaper | competitor | can't afford | don't need"
 )
-HANDLING = (
-    "understand",
-    "i see",
-    "however",
-    "actually",
-    "that's why",
-    "compared",
-    "good question",
-    "fair point",
-    "let me explain",
-    "in fact",
-    "discount",
-    "save",
+HANDLING = _phrases(
+    "understand | i see | however | actually | that's why | compared | good question | "
+    "fair point | let me explain | in fact | discount | save"
 )
-CLOSING = (
-    "next step",
-    "schedule",
-    "send you",
-    "follow up",
-    "sign up",
-    "set up",
-    "shall we",
-    "book",
-    "confirm",
-    "appointment",
-    "contract",
-    "order",
+CLOSING = _phrases(
+    "next step | schedule | send you | follow up | sign up | set up | shall we | book | "
+    "confirm | appointment | contract | order"
 )
-FAREWELL = ("thank you for your time", "have a great day", "have a nice day", "goodbye", "bye")
-POLITE = (
-    "please",
-    "thank you",
-    "thanks",
-    "happy to",
-    "glad",
-    "of course",
-    "absolutely",
-    "certainly",
-    "my pleasure",
-    "great question",
-    "sure",
+FAREWELL = _phrases("thank you for your time | have a great day | have a nice day | goodbye | bye")
+POLITE = _phrases(
+    "please | thank you | thanks | happy to | glad | of course | absolutely | certainly | "
+    "my pleasure | great question | sure"
 )
-RUDE = (
-    "whatever",
-    "not my problem",
-    "i don't know",
-    "calm down",
-    "take it or leave it",
-    "what do you want",
-    "listen",
-    "i told you",
-    "that's the price",
-    "no idea",
-    "hurry",
+RUDE = _phrases(
+    "whatever | not my problem | i don't know | calm down | take it or leave it | what do "
+    "you want | listen | i told you | that's the price | no idea | hurry"
 )
+
 GREETING_WINDOW_S = 15.0
 
 
