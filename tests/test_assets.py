@@ -254,6 +254,43 @@ def test_tenant_daily_aggregates(tmp_path, manifest):
     wh.dispose()
 
 
+def test_aggregates_failing_expectations_are_not_published(tmp_path):
+    """A corrupt stored analysis (total 150) fails the suite; analysts keep the old rows."""
+    from datetime import date
+
+    from tests.records import sample_record
+
+    db_url = f"sqlite:///{tmp_path / 'wh.db'}"
+    wh = Warehouse.from_url(db_url)
+    wh.save_analysis(sample_record("demo", "ok-1"), date(2026, 11, 19))
+    instance = dg.DagsterInstance.ephemeral()
+    first = dg.materialize(
+        [tenant_daily_aggregates],
+        partition_key="demo",
+        instance=instance,
+        resources=resources(db_url, tmp_path),
+    )
+    assert checks_by_name(first)["aggregates_expectations"].passed
+    published = wh.daily_aggregates("demo")
+
+    corrupt = sample_record("demo", "bad-1")
+    corrupt["scores"]["total"] = 150.0
+    wh.save_analysis(corrupt, date(2026, 11, 19))
+    second = dg.materialize(
+        [tenant_daily_aggregates],
+        partition_key="demo",
+        instance=instance,
+        resources=resources(db_url, tmp_path),
+    )
+    check = checks_by_name(second)["aggregates_expectations"]
+    assert not check.passed
+    assert "mean_total" in check.metadata["failures"].value
+    meta = second.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["published"].value is False
+    assert wh.daily_aggregates("demo") == published  # still one call, total unchanged
+    wh.dispose()
+
+
 def dg_time(value: str):
     from datetime import datetime
 

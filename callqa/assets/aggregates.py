@@ -31,11 +31,19 @@ def tenant_daily_aggregates(
     call_rows, criterion_rows = daily_aggregates(
         wh.analyses_frame(tenant), wh.criterion_frame(tenant)
     )
-    wh.replace_daily_aggregates(tenant, call_rows, criterion_rows)
     # Aggregates mix presets only if a tenant does; validate against the default one's scale.
     registry = default_registry()
     scale = registry.preset(registry.tenant(tenant).preset_id_for(None)).scale
     report = validate_aggregates(call_rows, criterion_rows, scale)
+    # Write-audit-publish: rows that fail the expectations never replace what analysts
+    # query; the failed check (and the log) says why the tables kept their old rows.
+    if report.success:
+        wh.replace_daily_aggregates(tenant, call_rows, criterion_rows)
+    else:
+        context.log.error(
+            f"aggregates for tenant {tenant!r} failed {len(report.failures)} expectation(s); "
+            "tables left unchanged"
+        )
     team = [r for r in call_rows if r["operator"] == ALL_OPERATORS]
     calls = sum(r["calls"] for r in team)
     mean_total = round(sum(r["mean_total"] * r["calls"] for r in team) / calls, 2) if calls else 0.0
@@ -46,6 +54,7 @@ def tenant_daily_aggregates(
             "mean_total": mean_total,
             "operators": len({r["operator"] for r in call_rows} - {ALL_OPERATORS}),
             "rows": len(call_rows) + len(criterion_rows),
+            "published": report.success,
         },
         check_results=[
             dg.AssetCheckResult(
