@@ -107,7 +107,12 @@ class AnalysisRecord(BaseModel):
 
     @property
     def weakest(self) -> CriterionScore:
-        return min(self.scores.criteria, key=lambda c: (c.score, -c.weight))
+        return self.scores.criteria[weakest_index([c.model_dump() for c in self.scores.criteria])]
+
+
+def weakest_index(criteria: list[dict]) -> int:
+    """Position of the lowest score; among equal scores, the heaviest criterion counts."""
+    return min(range(len(criteria)), key=lambda i: (criteria[i]["score"], -criteria[i]["weight"]))
 
 
 def build_record(

@@ -128,6 +128,8 @@ def run_demo(force: bool = False, out=print) -> int:
 
 
 def _print_results(warehouse, manifest: list[dict], out) -> None:
+    from callqa.analysis import weakest_index
+
     out(f"\n{'call':<10} {'operator':<8} {'duration':>8} {'total':>6}  weakest criterion")
     for m in manifest:
         record = warehouse.analysis(TENANT, m["external_id"])
@@ -136,7 +138,7 @@ def _print_results(warehouse, manifest: list[dict], out) -> None:
             error = (staged or {}).get("error") or "not processed"
             out(f"{m['external_id']:<10} {m.get('operator') or '-':<8} {'':>8} {'-':>6}  {error}")
             continue
-        weakest = min(record["scores"]["criteria"], key=lambda c: (c["score"], -c["weight"]))
+        weakest = record["scores"]["criteria"][weakest_index(record["scores"]["criteria"])]
         out(
             f"{m['external_id']:<10} {m.get('operator') or '-':<8} "
             f"{record['call']['audio']['duration_s']:>7.1f}s {record['scores']['total']:>6.1f}  "

@@ -41,13 +41,11 @@ def staged_calls_sensor(
     if not rows:
         return dg.SensorResult(skip_reason="no newly staged calls", cursor=str(last_id))
     keys = [make_key(r.tenant, r.external_id).partition_key for r in rows]
-    existing = set(context.instance.get_dynamic_partitions(calls_partitions.name))
-    new_keys = [k for k in keys if k not in existing]
-    context.log.info(f"{len(keys)} staged call(s), {len(new_keys)} new partition(s)")
+    context.log.info(f"{len(keys)} staged call(s) to process")
     return dg.SensorResult(
-        dynamic_partitions_requests=[calls_partitions.build_add_request(new_keys)]
-        if new_keys
-        else [],
+        # Adding a key that exists is a no-op in Dagster (a re-staged call keeps its
+        # partition), so there is no need to load the whole partition list every tick.
+        dynamic_partitions_requests=[calls_partitions.build_add_request(keys)],
         run_requests=[
             dg.RunRequest(partition_key=k, run_key=f"{k}#{r.id}", tags={"callqa/tenant": r.tenant})
             for k, r in zip(keys, rows, strict=True)

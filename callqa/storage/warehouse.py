@@ -13,9 +13,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from callqa.analysis import weakest_index
 from callqa.storage import tables as t
 
 ALL_OPERATORS = "*"
+_MIGRATED: set[str] = set()  # database URLs brought to the head revision by this process
 
 
 def utcnow() -> datetime:
@@ -72,8 +74,10 @@ class Warehouse:
     @classmethod
     def from_url(cls, url: str, migrate: bool = True) -> Warehouse:
         warehouse = cls(make_engine(url))
-        if migrate:
+        # Every run step opens the warehouse; checking migrations once per process is enough.
+        if migrate and url not in _MIGRATED:
             warehouse.migrate()
+            _MIGRATED.add(url)
         return warehouse
 
     def migrate(self) -> None:
@@ -264,7 +268,7 @@ class Warehouse:
     def save_analysis(self, record: dict, call_day: date) -> None:
         call, scores, scoring = record["call"], record["scores"], record["scoring"]
         tenant, external_id = call["tenant"], call["external_id"]
-        weakest = min(scores["criteria"], key=lambda c: (c["score"], -c["weight"]))
+        weakest = scores["criteria"][weakest_index(scores["criteria"])]
         now = utcnow()
         with self.engine.begin() as conn:
             _upsert(
