@@ -1,18 +1,29 @@
-"""Where callqa keeps its local state, and the environment variables that move it.
+"""The one place that reads callqa's environment.
 
-Everything defaults to a folder under the current directory so a new user needs no
-server; each path or URL can be overridden by an environment variable.
+Everything defaults to a folder under the current directory, so a new user needs no
+server. `load_settings()` is called when the code location loads (not on import) and by
+the CLI; secrets (database URL, API keys) are never copied into settings: resources
+reference them by name with `dg.EnvVar`, so their values stay out of the UI and run config.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from callqa.errors import ConfigError
+
+DEPLOYMENT_ENV = "CALLQA_DEPLOYMENT"
 DATA_DIR_ENV = "CALLQA_DATA_DIR"
 DATABASE_URL_ENV = "CALLQA_DATABASE_URL"
 AUDIO_STORE_ENV = "CALLQA_AUDIO_STORE"
 CONFIG_DIR_ENV = "CALLQA_CONFIG_DIR"
+SENSOR_INTERVAL_ENV = "CALLQA_SENSOR_INTERVAL_S"
+AGGREGATES_INTERVAL_ENV = "CALLQA_AGGREGATES_INTERVAL_S"
 SCORER_ENV = "CALLQA_SCORER"
 LLM_MODEL_ENV = "CALLQA_LLM_MODEL"
 LLM_API_BASE_ENV = "CALLQA_LLM_API_BASE"
@@ -25,6 +36,99 @@ WHISPER_MODEL_ENV = "CALLQA_WHISPER_MODEL"
 WHISPER_DEVICE_ENV = "CALLQA_WHISPER_DEVICE"
 WHISPER_COMPUTE_TYPE_ENV = "CALLQA_WHISPER_COMPUTE_TYPE"
 ALLOW_PRIVATE_URLS_ENV = "CALLQA_ALLOW_PRIVATE_URLS"
+REPORTS_DIR_ENV = "CALLQA_REPORTS_DIR"
+
+Deployment = Literal["local", "production"]
+
+
+class Settings(BaseModel):
+    """What the environment says, validated. Overrides left unset defer to each call's preset."""
+
+    model_config = ConfigDict(frozen=True)
+
+    deployment: Deployment = "local"
+    has_database_url: bool = False
+    has_audio_store: bool = False
+    sensor_interval_s: int = Field(30, ge=1)
+    aggregates_interval_s: int = Field(120, ge=1)
+    # Operator overrides of the preset's choices (scorer, model, speech provider).
+    scorer: Literal["rules", "llm"] | None = None
+    llm_model: str | None = None
+    has_llm_api_base: bool = False
+    has_llm_api_key: bool = False
+    stt: Literal["whisper", "openai"] | None = None
+    whisper_model: str | None = None
+    whisper_device: str = "cpu"
+    whisper_compute_type: str = "int8"
+    has_stt_api_base: bool = False
+    has_stt_api_key: bool = False
+    stt_api_model: str | None = None
+
+
+def _set(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name, "").strip()
+    return value or None
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    raw = {
+        "deployment": (_set(env, DEPLOYMENT_ENV) or "local").lower(),
+        "has_database_url": bool(_set(env, DATABASE_URL_ENV)),
+        "has_audio_store": bool(_set(env, AUDIO_STORE_ENV)),
+        "sensor_interval_s": _set(env, SENSOR_INTERVAL_ENV) or 30,
+        "aggregates_interval_s": _set(env, AGGREGATES_INTERVAL_ENV) or 120,
+        "scorer": (_set(env, SCORER_ENV) or "").lower() or None,
+        "llm_model": _set(env, LLM_MODEL_ENV),
+        "has_llm_api_base": bool(_set(env, LLM_API_BASE_ENV)),
+        "has_llm_api_key": bool(_set(env, LLM_API_KEY_ENV)),
+        "stt": (_set(env, STT_ENV) or "").lower() or None,
+        "whisper_model": _set(env, WHISPER_MODEL_ENV),
+        "whisper_device": _set(env, WHISPER_DEVICE_ENV) or "cpu",
+        "whisper_compute_type": _set(env, WHISPER_COMPUTE_TYPE_ENV) or "int8",
+        "has_stt_api_base": bool(_set(env, STT_API_BASE_ENV)),
+        "has_stt_api_key": bool(_set(env, STT_API_KEY_ENV)),
+        "stt_api_model": _set(env, STT_MODEL_ENV),
+    }
+    names = {
+        "deployment": DEPLOYMENT_ENV,
+        "sensor_interval_s": SENSOR_INTERVAL_ENV,
+        "aggregates_interval_s": AGGREGATES_INTERVAL_ENV,
+        "scorer": SCORER_ENV,
+        "stt": STT_ENV,
+    }
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{names.get(str(e['loc'][0]), e['loc'][0])}={raw.get(str(e['loc'][0]))!r}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigError(f"invalid environment: {problems}") from None
+    if settings.deployment == "production":
+        # Production never falls back to files under the working directory.
+        missing = [
+            name
+            for name, present in (
+                (DATABASE_URL_ENV, settings.has_database_url),
+                (AUDIO_STORE_ENV, settings.has_audio_store),
+            )
+            if not present
+        ]
+        if missing:
+            raise ConfigError(
+                f"{DEPLOYMENT_ENV}=production needs {' and '.join(missing)} "
+                "(the warehouse URL and the audio store folder or URL)"
+            )
+    if settings.stt == "openai" and not settings.has_stt_api_base:
+        raise ConfigError(f"{STT_ENV}=openai needs {STT_API_BASE_ENV}")
+    return settings
+
+
+def secret(name: str) -> str | None:
+    """A secret's value, for code outside Dagster (the CLI); Dagster resources get a
+    `dg.EnvVar` reference instead, so the value never enters run config or the UI."""
+    return _set(os.environ, name)
 
 
 def data_dir() -> Path:
@@ -40,6 +144,22 @@ def database_url() -> str:
 
 def audio_store_root() -> str:
     return os.environ.get(AUDIO_STORE_ENV) or str(data_dir() / "audio")
+
+
+def reports_dir() -> Path:
+    """Where the tenant reports go (`<folder>/<tenant>/index.html`): CALLQA_REPORTS_DIR, else
+    `<data dir>/reports`."""
+    value = os.environ.get(REPORTS_DIR_ENV, "").strip()
+    return (Path(value).expanduser() if value else data_dir() / "reports").resolve()
+
+
+def config_dir() -> Path | None:
+    value = os.environ.get(CONFIG_DIR_ENV)
+    return Path(value) if value else None
+
+
+def allow_private_urls() -> bool:
+    return os.environ.get(ALLOW_PRIVATE_URLS_ENV, "").lower() in ("1", "true", "yes")
 
 
 def dagster_home() -> Path:

@@ -31,7 +31,7 @@ def files() -> list[Path]:
 
 
 def audio_seconds(paths: list[Path]) -> float:
-    from callqa.audio import decode_file
+    from callqa.speech.audio import decode_file
 
     return sum(decode_file(p).probe.duration_s for p in paths)
 
@@ -63,15 +63,14 @@ def bench_cli(paths: list[Path]) -> tuple[float, float]:
 
 
 def bench_in_process(paths: list[Path]) -> float:
-    from callqa.pipeline import analyze_file
-    from callqa.scoring.rules import RulesScorer
-    from callqa.speech import WhisperSettings, load_model
+    from callqa.cli import analyze_path
+    from callqa.speech.whisper import WhisperSettings, load_model
 
     settings = WhisperSettings()
     load_model(settings.model, settings.device, settings.compute_type, settings.cpu_threads)
     started = time.perf_counter()
     for path in paths:
-        analyze_file(path, scorer=RulesScorer())
+        analyze_path(path)
     return time.perf_counter() - started
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from callqa.diarization import DiarizedSegment, DiarizedTranscript, conversation_metrics
+from callqa.speech.diarization import DiarizedSegment, DiarizedTranscript, conversation_metrics
 
 Line = tuple[float, float, str, str]  # (start, end, speaker, text)
 

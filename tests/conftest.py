@@ -1,26 +1,30 @@
 """Shared fixtures: throwaway databases (SQLite and a real PostgreSQL), sample calls,
-and a fake OpenAI-compatible LLM server on loopback."""
+and a fake OpenAI-compatible LLM server on loopback (the fakes are in tests/fakes.py,
+paths and URLs in tests/paths.py; test modules import from those, never from here)."""
 
 from __future__ import annotations
 
 import json
 import os
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from callqa.storage.warehouse import Warehouse  # noqa: E402
+from tests.fakes import FakeLLM  # noqa: E402
+from tests.paths import DEMO_CALLS, PG_ADMIN_URL  # noqa: E402
 
-PG_ADMIN_URL = os.environ.get(
-    "CALLQA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
-DEMO_CALLS = Path(__file__).resolve().parents[1] / "callqa" / "demo" / "calls"
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items) -> None:
+    """Every test that asks for a PostgreSQL database is marked `postgres`, so that
+    `-m "not postgres"` runs without the server (before -m deselects anything)."""
+    for item in items:
+        if {"pg_url", "pg_server_url"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +72,7 @@ def pg_url(pg_server_url) -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'warehouse.db'}"
@@ -95,85 +99,6 @@ def good_call(manifest) -> dict:
 @pytest.fixture(scope="session")
 def poor_call(manifest) -> dict:
     return next(m for m in manifest if m["expected_quality"] == "poor")
-
-
-def send_json(handler: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
-    """Answer a request of a fake HTTP service with a JSON body."""
-    data = json.dumps(payload).encode()
-    handler.send_response(status)
-    handler.send_header("content-type", "application/json")
-    handler.send_header("content-length", str(len(data)))
-    handler.end_headers()
-    handler.wfile.write(data)
-
-
-class FakeLLM:
-    """An OpenAI-compatible /v1/chat/completions endpoint with scripted replies.
-
-    Each queued item is either a string (the assistant message content), or a tuple
-    (http_status, body_dict) for error responses. Every request body is recorded.
-    """
-
-    def __init__(self) -> None:
-        self.replies: list = []
-        self.requests: list[dict] = []
-        self.headers: list[dict] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep test output clean
-                pass
-
-            def do_POST(self):
-                length = int(self.headers.get("content-length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                fake.requests.append(body)
-                fake.headers.append(dict(self.headers))
-                reply = (
-                    fake.replies.pop(0)
-                    if fake.replies
-                    else (
-                        500,
-                        {"error": {"message": "no scripted reply left", "type": "server_error"}},
-                    )
-                )
-                if isinstance(reply, tuple):
-                    status, payload = reply
-                else:
-                    status, payload = (
-                        200,
-                        {
-                            "id": f"chatcmpl-{uuid.uuid4().hex[:8]}",
-                            "object": "chat.completion",
-                            "created": 1_700_000_000,
-                            "model": body.get("model", "fake"),
-                            "choices": [
-                                {
-                                    "index": 0,
-                                    "finish_reason": "stop",
-                                    "message": {"role": "assistant", "content": reply},
-                                }
-                            ],
-                            "usage": {
-                                "prompt_tokens": 1200,
-                                "completion_tokens": 300,
-                                "total_tokens": 1500,
-                            },
-                        },
-                    )
-                send_json(self, status, payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def api_base(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

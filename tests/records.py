@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from callqa.analysis import build_record
-from callqa.audio import AudioProbe
+from callqa.calls.record import build_record
 from callqa.config.models import Preset
 from callqa.config.registry import default_registry
-from callqa.diarization import DiarizedSegment, DiarizedTranscript, conversation_metrics
 from callqa.scoring.outcome import Attempt, ScoringOutcome
 from callqa.scoring.output import CriterionResult, Evidence, ScorerOutput
+from callqa.speech.audio import AudioProbe
+from callqa.speech.diarization import DiarizedSegment, DiarizedTranscript, conversation_metrics
 
 SEGMENTS = [
     DiarizedSegment(start=0, end=4, speaker="operator", text="Hello, Northwind, Ann here."),

@@ -7,8 +7,8 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from callqa.aggregates import daily_aggregates
-from callqa.diarization import ConversationMetrics, RoleMetrics
+from callqa.reporting.aggregates import daily_aggregates
+from callqa.speech.diarization import ConversationMetrics, RoleMetrics
 
 D1, D2 = date(2024, 5, 1), date(2024, 5, 2)
 

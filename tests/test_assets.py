@@ -7,49 +7,32 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from callqa.assets.aggregates import tenant_daily_aggregates
+from callqa.assets.aggregates import build_tenant_aggregates
 from callqa.assets.calls import diarized_transcript, raw_audio, scored_analysis, transcript
-from callqa.audio import decode_file
-from callqa.intake import StagedFile, stage_files
+from callqa.config.registry import default_registry
+from callqa.crm.file_drop import StagedFile, stage_files
 from callqa.resources import (
-    AudioStoreResource,
-    LLMScorerResource,
-    RulesScorerResource,
-    WarehouseResource,
-    WhisperResource,
+    ScorerResource,
 )
+from callqa.speech.audio import decode_file
 from callqa.storage import tables as t
 from callqa.storage.warehouse import Warehouse
 from tests.audio_helpers import noise, write_wav
-from tests.conftest import DEMO_CALLS
+from tests.call_assets import (
+    InventedQuoteScorerResource,
+    call_resources,
+    materialize_call,
+)
+from tests.paths import DEMO_CALLS
 
 CALL_ASSETS = [raw_audio, transcript, diarized_transcript, scored_analysis]
-
-
-def resources(db_url, tmp_path, scorer=None):
-    return {
-        "warehouse": WarehouseResource(database_url=db_url),
-        "audio_store": AudioStoreResource(root=str(tmp_path / "audio")),
-        "stt": WhisperResource(),
-        "scorer": scorer or RulesScorerResource(),
-    }
+tenant_daily_aggregates = build_tenant_aggregates(sorted(default_registry().tenants))
 
 
 def stage(db_url, path, external_id, **kw):
     wh = Warehouse.from_url(db_url)
     [key] = stage_files(wh, "demo", [StagedFile(path=path, external_id=external_id, **kw)])
     return wh, key.partition_key
-
-
-def materialize(assets, key, db_url, tmp_path, instance, scorer=None):
-    instance.add_dynamic_partitions("calls", [key])
-    return dg.materialize(
-        assets,
-        partition_key=key,
-        instance=instance,
-        raise_on_error=False,
-        resources=resources(db_url, tmp_path, scorer),
-    )
 
 
 def checks_by_name(result):
@@ -64,6 +47,8 @@ def count(wh, table, **where):
         return conn.execute(query).scalar_one()
 
 
+@pytest.mark.model
+@pytest.mark.slow
 def test_call_chain_end_to_end_and_idempotent(db_url, tmp_path, good_call):
     wh, key = stage(
         db_url,
@@ -73,7 +58,7 @@ def test_call_chain_end_to_end_and_idempotent(db_url, tmp_path, good_call):
         category="sales",
     )
     instance = dg.DagsterInstance.ephemeral()
-    result = materialize(CALL_ASSETS, key, db_url, tmp_path, instance)
+    result = materialize_call(CALL_ASSETS, key, db_url, tmp_path, instance)
     assert result.success
     checks = checks_by_name(result)
     assert set(checks) == {
@@ -98,7 +83,7 @@ def test_call_chain_end_to_end_and_idempotent(db_url, tmp_path, good_call):
     assert len(wh.attempts("demo", good_call["external_id"])) == 1
 
     # Re-materializing updates in place: still one row per call in every table.
-    again = materialize(CALL_ASSETS, key, db_url, tmp_path, instance)
+    again = materialize_call(CALL_ASSETS, key, db_url, tmp_path, instance)
     assert again.success
     for table in (t.calls, t.analyses):
         assert count(wh, table, tenant="demo") == 1
@@ -113,7 +98,7 @@ def test_corrupt_recording_fails_clearly_and_is_recorded(tmp_path):
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEgarbage" * 10)
     wh, key = stage(db_url, bad, "broken-1")
-    result = materialize(CALL_ASSETS, key, db_url, tmp_path, dg.DagsterInstance.ephemeral())
+    result = materialize_call(CALL_ASSETS, key, db_url, tmp_path, dg.DagsterInstance.ephemeral())
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     message = failure.step_failure_data.user_failure_data.description
@@ -125,6 +110,7 @@ def test_corrupt_recording_fails_clearly_and_is_recorded(tmp_path):
     wh.dispose()
 
 
+@pytest.mark.model
 def test_blocking_coverage_check_stops_downstream(tmp_path, good_call):
     """Noise on the customer channel is 'speech' by energy but not by the STT: the
     transcript check fails and the diarized transcript is not built from it."""
@@ -133,7 +119,7 @@ def test_blocking_coverage_check_stops_downstream(tmp_path, good_call):
     right = np.concatenate([np.zeros(16000 * 6, dtype=np.float32), noise(20, level=0.3)])
     path = write_wav(tmp_path / "noisy.wav", [left, right])
     wh, key = stage(db_url, path, "noisy-1")
-    result = materialize(CALL_ASSETS, key, db_url, tmp_path, dg.DagsterInstance.ephemeral())
+    result = materialize_call(CALL_ASSETS, key, db_url, tmp_path, dg.DagsterInstance.ephemeral())
     checks = checks_by_name(result)
     assert checks["recording_decodable"].passed
     coverage = checks["transcript_covers_speech"]
@@ -142,6 +128,81 @@ def test_blocking_coverage_check_stops_downstream(tmp_path, good_call):
     materialized = {m.asset_key.path[-1] for m in result.get_asset_materialization_events()}
     assert materialized == {"raw_audio", "transcript"}
     assert wh.transcript("demo", "noisy-1", "diarized") is None
+    # The call is failed with the check's message (visible, retryable), not left 'staged'.
+    assert not result.success
+    staged = wh.staged_call("demo", "noisy-1")
+    assert staged["status"] == "failed"
+    assert "transcript_covers_speech" in staged["error"]
+    assert "transcript misses detected speech" in staged["error"]
+    wh.dispose()
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_analysis_failing_a_blocking_check_is_not_published(tmp_path, good_call):
+    """Validate, then publish: a record that fails `analysis_business_rules` is not stored
+    as an analysis, so it cannot reach the aggregates; the call is failed with the reason."""
+    db_url = f"sqlite:///{tmp_path / 'wh.db'}"
+    wh, key = stage(db_url, DEMO_CALLS / good_call["file"], "buggy-1")
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize_call(CALL_ASSETS[:3], key, db_url, tmp_path, instance).success
+    result = dg.materialize(
+        [scored_analysis],
+        partition_key=key,
+        instance=instance,
+        raise_on_error=False,
+        resources=call_resources(
+            db_url, tmp_path, InventedQuoteScorerResource(quote="best price guaranteed forever")
+        ),
+    )
+    assert not result.success
+    assert not checks_by_name(result)["analysis_business_rules"].passed
+    assert wh.analysis("demo", "buggy-1") is None
+    assert count(wh, t.criterion_scores) == 0
+    staged = wh.staged_call("demo", "buggy-1")
+    assert staged["status"] == "failed"
+    assert "analysis_business_rules" in staged["error"]
+    assert "best price guaranteed forever" in staged["error"]
+    wh.dispose()
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_quote_of_a_speaker_label_is_not_evidence(tmp_path, good_call, fake_llm):
+    """The quote check searches the spoken words, not text with "[0.1] operator:" labels."""
+    preset = default_registry().preset("sales-default")
+    db_url = f"sqlite:///{tmp_path / 'wh.db'}"
+    wh, key = stage(db_url, DEMO_CALLS / good_call["file"], "label-1")
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize_call(CALL_ASSETS[:3], key, db_url, tmp_path, instance).success
+    quote_of_label = _llm_reply(
+        preset,
+        criteria=[
+            {
+                "id": c,
+                "score": 3,
+                "rationale": "ok",
+                "evidence": [{"quote": "operator", "start": 0}],
+            }
+            for c in preset.criterion_ids
+        ],
+    )
+    fake_llm.replies = [quote_of_label, quote_of_label]
+    scorer = ScorerResource(
+        scorer="llm", model="openai/m", api_base=fake_llm.api_base, api_key="k-test"
+    )
+    result = dg.materialize(
+        [scored_analysis],
+        partition_key=key,
+        instance=instance,
+        raise_on_error=False,
+        resources=call_resources(db_url, tmp_path, scorer),
+    )
+    assert not result.success
+    [*_, last] = wh.attempts("demo", "label-1")
+    assert "evidence quote not found in transcript: 'operator'" in last["error"]
+    assert wh.analysis("demo", "label-1") is None
+    assert wh.staged_call("demo", "label-1")["status"] == "failed"
     wh.dispose()
 
 
@@ -158,11 +219,14 @@ def _llm_reply(preset, **overrides):
     return json.dumps(reply)
 
 
+@pytest.mark.model
+@pytest.mark.slow
 def test_llm_scorer_invalid_replies_are_recorded_and_retryable(
     tmp_path, good_call, fake_llm, monkeypatch
 ):
     from callqa.config.registry import default_registry
-    from callqa.definitions import scorer_from_env
+    from callqa.resources.deployments import resources_for
+    from callqa.settings import load_settings
 
     preset = default_registry().preset("sales-default")
     db_url = f"sqlite:///{tmp_path / 'wh.db'}"
@@ -173,9 +237,9 @@ def test_llm_scorer_invalid_replies_are_recorded_and_retryable(
     monkeypatch.setenv("CALLQA_LLM_MODEL", "openai/gpt-4o-mini")
     monkeypatch.setenv("CALLQA_LLM_API_BASE", fake_llm.api_base)
     monkeypatch.setenv("CALLQA_LLM_API_KEY", "k-test")
-    scorer = scorer_from_env()
-    assert isinstance(scorer, LLMScorerResource)
-    first = materialize(CALL_ASSETS[:3], key, db_url, tmp_path, instance, scorer)
+    scorer = resources_for(load_settings())["scorer"]
+    assert scorer.scorer == "llm" and scorer.model == "openai/gpt-4o-mini"
+    first = materialize_call(CALL_ASSETS[:3], key, db_url, tmp_path, instance, scorer)
     assert first.success
 
     # Two invalid replies: the step fails, and both attempts are in the warehouse.
@@ -185,7 +249,7 @@ def test_llm_scorer_invalid_replies_are_recorded_and_retryable(
         partition_key=key,
         instance=instance,
         raise_on_error=False,
-        resources=resources(db_url, tmp_path, scorer),
+        resources=call_resources(db_url, tmp_path, scorer),
     )
     assert not failed.success
     attempts = wh.attempts("demo", "llm-1")
@@ -201,7 +265,7 @@ def test_llm_scorer_invalid_replies_are_recorded_and_retryable(
         partition_key=key,
         instance=instance,
         raise_on_error=False,
-        resources=resources(db_url, tmp_path, scorer),
+        resources=call_resources(db_url, tmp_path, scorer),
     )
     assert ok.success
     record = wh.analysis("demo", "llm-1")
@@ -213,6 +277,8 @@ def test_llm_scorer_invalid_replies_are_recorded_and_retryable(
     wh.dispose()
 
 
+@pytest.mark.model
+@pytest.mark.slow
 def test_tenant_daily_aggregates(tmp_path, manifest):
     db_url = f"sqlite:///{tmp_path / 'wh.db'}"
     instance = dg.DagsterInstance.ephemeral()
@@ -226,12 +292,12 @@ def test_tenant_daily_aggregates(tmp_path, manifest):
             category="sales",
             started_at=dg_time(call["started_at"]),
         )
-        assert materialize(CALL_ASSETS, key, db_url, tmp_path, instance).success
+        assert materialize_call(CALL_ASSETS, key, db_url, tmp_path, instance).success
     result = dg.materialize(
         [tenant_daily_aggregates],
         partition_key="demo",
         instance=instance,
-        resources=resources(db_url, tmp_path),
+        resources=call_resources(db_url, tmp_path),
     )
     assert result.success
     assert checks_by_name(result)["aggregates_expectations"].passed
@@ -268,7 +334,7 @@ def test_aggregates_failing_expectations_are_not_published(tmp_path):
         [tenant_daily_aggregates],
         partition_key="demo",
         instance=instance,
-        resources=resources(db_url, tmp_path),
+        resources=call_resources(db_url, tmp_path),
     )
     assert checks_by_name(first)["aggregates_expectations"].passed
     published = wh.daily_aggregates("demo")
@@ -280,7 +346,7 @@ def test_aggregates_failing_expectations_are_not_published(tmp_path):
         [tenant_daily_aggregates],
         partition_key="demo",
         instance=instance,
-        resources=resources(db_url, tmp_path),
+        resources=call_resources(db_url, tmp_path),
     )
     check = checks_by_name(second)["aggregates_expectations"]
     assert not check.passed
@@ -300,43 +366,29 @@ def dg_time(value: str):
 def test_raw_audio_fetches_a_crm_url(tmp_path, good_call, monkeypatch):
     """A recording URL (as a CRM hands it over) is fetched by raw_audio; loopback is
     allowed here only because the test says so, and the token never reaches metadata."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from tests.fakes import FakeRecordingServer
 
-    data = (DEMO_CALLS / good_call["file"]).read_bytes()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("content-type", "audio/flac")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/rec/call.flac?token=crm-secret"
+    # The CRM's file host, serving the real recording (the path's suffix is the format).
+    server = FakeRecordingServer(audio=(DEMO_CALLS / good_call["file"]).read_bytes())
+    url = server.url("/audio.wav?token=crm-secret")
     db_url = f"sqlite:///{tmp_path / 'wh.db'}"
     wh = Warehouse.from_url(db_url)
     wh.stage_call(tenant="demo", external_id="crm-1", source="crm", source_uri=url)
     instance = dg.DagsterInstance.ephemeral()
     try:
-        refused = materialize([raw_audio], "demo__crm-1", db_url, tmp_path, instance)
+        refused = materialize_call([raw_audio], "demo__crm-1", db_url, tmp_path, instance)
         assert not refused.success
         assert "non-public address" in wh.staged_call("demo", "crm-1")["error"]
         assert "crm-secret" not in wh.staged_call("demo", "crm-1")["error"]
 
         monkeypatch.setenv("CALLQA_ALLOW_PRIVATE_URLS", "1")
-        fetched = materialize([raw_audio], "demo__crm-1", db_url, tmp_path, instance)
+        fetched = materialize_call([raw_audio], "demo__crm-1", db_url, tmp_path, instance)
         assert fetched.success
         meta = fetched.get_asset_materialization_events()[0].materialization.metadata
         assert meta["channels"].value == 2
         assert "crm-secret" not in str(meta)
         assert wh.call("demo", "crm-1")["sha256"] == meta["sha256"].value
+        assert server.paths == ["/audio.wav?token=crm-secret"]  # fetched once, when allowed
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()
         wh.dispose()

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from callqa.audio import decode_bytes, decode_file, speech_regions
 from callqa.errors import AudioError
+from callqa.speech.audio import decode_bytes, decode_file, speech_regions
 from tests.audio_helpers import SR, noise, silence, write_wav
-from tests.conftest import DEMO_CALLS
+from tests.paths import DEMO_CALLS
 
 
 def test_decodes_bundled_stereo_call(good_call):

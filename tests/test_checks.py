@@ -7,15 +7,15 @@ import copy
 import dagster as dg
 import pytest
 
-from callqa.analysis import build_record
 from callqa.assets import checks
-from callqa.audio import AudioProbe
+from callqa.calls.record import build_record
 from callqa.config.models import Preset
-from callqa.diarization import DiarizedSegment, DiarizedTranscript, conversation_metrics
 from callqa.scoring.outcome import Attempt, ScoringOutcome
 from callqa.scoring.output import CriterionResult, Evidence, ScorerOutput
 from callqa.scoring.rubric import normalized_weights, weighted_total
-from callqa.transcription import ChannelTranscript, Segment, Transcript
+from callqa.speech.audio import AudioProbe
+from callqa.speech.diarization import DiarizedSegment, DiarizedTranscript, conversation_metrics
+from callqa.speech.transcript import ChannelTranscript, Segment, Transcript
 
 PROBE = AudioProbe(
     sha256="0" * 64,
@@ -129,6 +129,9 @@ def test_check_recording_fails_on_bad_probe(changes, problem):
     result = checks.check_recording(AudioProbe(**{**PROBE.as_dict(), **changes}))
     assert not result.passed
     assert problem in _meta(result, "problems")
+    # The UI shows the problem as the result's description and its `problem` metadata.
+    assert result.description == f"recording not usable: {problem}"
+    assert _meta(result, "problem") == result.description
 
 
 # transcript coverage ----------------------------------------------------------------------
@@ -163,6 +166,10 @@ def test_coverage_fails_when_speech_is_missing_from_the_transcript():
     assert not result.passed
     assert _meta(result, "coverage") == pytest.approx(0.4)
     assert _meta(result, "problem") == "transcript misses detected speech"
+    assert result.description == (
+        "transcript misses detected speech: 40% of 10.0 s of detected speech is transcribed "
+        "(at least 80% required)"
+    )
 
 
 def test_coverage_does_not_count_a_second_twice():
@@ -206,6 +213,7 @@ def test_roles_fail_when_a_speaking_role_is_missing(method, severity):
     assert not result.passed
     assert result.severity == severity
     assert _meta(result, "missing") == "customer"
+    assert result.description == "no transcript lines for role(s) that spoke: customer"
     assert _meta(result, "roles_in_transcript") == "operator"
 
 
@@ -250,6 +258,7 @@ def test_schema_check_fails_on_malformed_record(breaks, where):
     assert not result.passed
     assert _meta(result, "errors") >= 1
     assert where in _meta(result, "first_errors")
+    assert result.description.startswith(f"{_meta(result, 'errors')} schema error(s), first: ")
 
 
 # business rules ---------------------------------------------------------------------------
@@ -285,8 +294,11 @@ def _extra_criterion(r):
     ("breaks", "detail"),
     [
         (_drop_closing, "missing criteria: closing"),
-        (_score_out_of_scale, "closing: score 9 outside 1-5"),
-        (_invented_quote, "greeting: evidence not in transcript: 'best price guaranteed'"),
+        (_score_out_of_scale, "closing: score 9 outside scale 1-5"),
+        (
+            _invented_quote,
+            "greeting: evidence quote not found in transcript: 'best price guaranteed'",
+        ),
         (_wrong_total, "total 100.0 != weighted total 43.8"),
         (_extra_criterion, "unknown criteria: tone"),
     ],
@@ -298,6 +310,8 @@ def test_rules_fail_and_name_the_problem(breaks, detail):
     assert not result.passed
     assert detail in _meta(result, "details")
     assert _meta(result, "violations") >= 1
+    assert result.description.startswith(f"{_meta(result, 'violations')} rule violation(s): ")
+    assert detail in _meta(result, "problem")
 
 
 def test_rules_accept_a_re_punctuated_quote():
@@ -321,6 +335,32 @@ def test_built_record_total_uses_the_preset_weights():
     result = checks.check_analysis_rules(copy.deepcopy(record), reweighted)
     assert not result.passed
     assert "!= weighted total 62.5" in _meta(result, "details")
+
+
+# what the UI shows ------------------------------------------------------------------------
+
+
+def test_passing_checks_say_what_they_found():
+    results = [
+        checks.check_recording(PROBE),
+        checks.check_transcript_coverage(_transcript([(0, 4)]), [[(0, 4)]]),
+        checks.check_roles(_diarized(), {"operator": 4.0, "customer": 3.5}),
+        checks.check_analysis_schema(_record()),
+        checks.check_analysis_rules(_record(), _preset()),
+    ]
+    assert [r.check_name for r in results] == list(checks.DESCRIPTIONS)
+    for result in results:
+        assert result.passed and _meta(result, "problem") == "none"
+        assert result.description
+    assert results[0].description == "10.0 s, 2 channel(s), 8000 Hz"
+    assert results[1].description.startswith("100% of 4.0 s of detected speech is transcribed")
+
+
+def test_check_specs_are_partitioned_and_described():
+    partitions = dg.DynamicPartitionsDefinition(name="calls")
+    spec = checks.spec(checks.RECORDING_DECODABLE, "raw_audio", partitions)
+    assert spec.partitions_def == partitions and spec.blocking
+    assert spec.description == checks.DESCRIPTIONS[checks.RECORDING_DECODABLE]
 
 
 # weighted total ---------------------------------------------------------------------------

@@ -8,9 +8,9 @@ import sys
 import jsonschema
 import pytest
 
-from callqa.analysis import published_schema
+from callqa.calls.record import published_schema
 from tests.audio_helpers import noise, silence, write_wav
-from tests.conftest import DEMO_CALLS
+from tests.paths import DEMO_CALLS
 
 
 def run_cli(*args, env=None):
@@ -23,6 +23,8 @@ def run_cli(*args, env=None):
     )
 
 
+@pytest.mark.model
+@pytest.mark.slow
 def test_analyze_json_validates_against_published_schema(good_call):
     result = run_cli("analyze", str(DEMO_CALLS / good_call["file"]), "--json")
     assert result.returncode == 0, result.stderr
@@ -51,6 +53,8 @@ def test_analyze_json_validates_against_published_schema(good_call):
     assert "not by an LLM" in record["summary"]
 
 
+@pytest.mark.model
+@pytest.mark.slow
 def test_analyze_text_output_is_readable(poor_call):
     result = run_cli("analyze", str(DEMO_CALLS / poor_call["file"]))
     assert result.returncode == 0, result.stderr
@@ -58,6 +62,8 @@ def test_analyze_text_output_is_readable(poor_call):
     assert "Objection handling" in result.stdout
 
 
+@pytest.mark.model
+@pytest.mark.slow
 def test_analyze_with_llm_scorer_uses_env_endpoint(good_call, fake_llm, tmp_path):
     from callqa.config.registry import default_registry
 
@@ -109,6 +115,7 @@ def test_analyze_with_llm_scorer_uses_env_endpoint(good_call, fake_llm, tmp_path
         ),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_one_line_error_and_nonzero_exit(tmp_path, name, make, message):
     path = tmp_path / name
     if make:
@@ -131,6 +138,8 @@ def test_help_lists_commands():
         assert flag in analyze.stdout
 
 
+@pytest.mark.model
+@pytest.mark.slow
 def test_analyze_mp3(tmp_path, poor_call):
     from tests.audio_helpers import transcode
 
@@ -142,6 +151,7 @@ def test_analyze_mp3(tmp_path, poor_call):
     assert {s["speaker"] for s in record["transcript"]["segments"]} == {"operator", "customer"}
 
 
+@pytest.mark.slow
 def test_stage_files_for_the_sensor(tmp_path, manifest):
     from callqa.storage.warehouse import Warehouse
 
@@ -153,7 +163,10 @@ def test_stage_files_for_the_sensor(tmp_path, manifest):
     env = {"CALLQA_DATA_DIR": str(tmp_path / "data")}
     result = run_cli("stage", str(folder), "--tenant", "demo", "--operator", "anna", env=env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["demo__call-001", "demo__call-002"]
+    assert [line.split("\t")[:2] for line in result.stdout.splitlines()] == [
+        ["demo__call-001", "staged"],
+        ["demo__call-002", "staged"],
+    ]
     wh = Warehouse.from_url(f"sqlite:///{tmp_path / 'data' / 'warehouse.db'}")
     rows = wh.staged_calls("demo")
     assert [(r["external_id"], r["status"], r["operator"]) for r in rows] == [
@@ -165,6 +178,7 @@ def test_stage_files_for_the_sensor(tmp_path, manifest):
     assert unknown.returncode == 2 and "unknown tenant 'nobody'" in unknown.stderr
 
 
+@pytest.mark.slow
 def test_unloadable_speech_model_is_a_clear_error(good_call, tmp_path):
     result = run_cli(
         "analyze",

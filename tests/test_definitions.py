@@ -9,12 +9,15 @@ import dagster as dg
 import pytest
 import yaml
 
+from callqa.errors import ConfigError
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_definitions_load_without_heavy_imports():
     code = (
-        "import sys; from callqa.definitions import defs; "
+        "import sys; from callqa.definitions import defs; defs(); "
         "heavy = [m for m in ('litellm', 'faster_whisper', 'ctranslate2', 'great_expectations', "
         "'av', 'pandas') if m in sys.modules]; print(','.join(heavy) or 'none')"
     )
@@ -25,8 +28,9 @@ def test_definitions_load_without_heavy_imports():
 
 
 def test_definitions_contents():
-    from callqa.definitions import defs
+    from callqa.definitions import defs as load_defs
 
+    defs = load_defs()
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {
@@ -35,6 +39,7 @@ def test_definitions_contents():
         "diarized_transcript",
         "scored_analysis",
         "tenant_daily_aggregates",
+        "tenant_report",
     }
     checks = {k.name for k in graph.asset_check_keys}
     assert {
@@ -47,24 +52,81 @@ def test_definitions_contents():
     job = defs.resolve_job_def("process_call")
     assert job.partitions_def == dg.DynamicPartitionsDefinition(name="calls")
     assert {s.name for s in defs.sensors} == {"staged_calls_sensor", "tenant_aggregates_sensor"}
+    assert set(defs.resources) == {"warehouse", "audio_store", "stt", "scorer"}
 
 
-def test_scorer_chosen_by_environment(monkeypatch):
-    from callqa.definitions import scorer_from_env
-    from callqa.resources import LLMScorerResource, RulesScorerResource
+def test_operator_overrides_come_from_the_environment_as_env_var_references(monkeypatch):
+    from callqa.resources.deployments import resources_for
+    from callqa.settings import load_settings
 
     monkeypatch.delenv("CALLQA_SCORER", raising=False)
-    assert isinstance(scorer_from_env(), RulesScorerResource)
+    assert resources_for(load_settings())["scorer"].scorer is None  # the preset decides
     monkeypatch.setenv("CALLQA_SCORER", "llm")
     monkeypatch.setenv("CALLQA_LLM_MODEL", "ollama/llama3.1")
     monkeypatch.setenv("CALLQA_LLM_API_KEY", "secret-value-xyz")
-    llm = scorer_from_env()
-    assert isinstance(llm, LLMScorerResource) and llm.model == "ollama/llama3.1"
+    llm = resources_for(load_settings())["scorer"]
+    assert llm.scorer == "llm" and llm.model == "ollama/llama3.1"
     # The key is an EnvVar reference: its value never enters the resource config.
     assert "secret-value-xyz" not in repr(llm.api_key)
+    assert llm.process_config_and_initialize().api_key == "secret-value-xyz"
     monkeypatch.setenv("CALLQA_SCORER", "gpt")
-    with pytest.raises(ValueError, match="CALLQA_SCORER"):
-        scorer_from_env()
+    with pytest.raises(ConfigError, match="CALLQA_SCORER='gpt'"):
+        load_settings()
+
+
+def test_preset_picks_scorer_and_speech_provider_per_call():
+    from callqa.config.registry import default_registry
+    from callqa.resources import ScorerResource, SpeechToTextResource
+    from callqa.scoring.llm import LLMScorer
+    from callqa.scoring.rules import RulesScorer
+    from callqa.speech.openai_api import OpenAITranscriber
+    from callqa.speech.whisper import WhisperTranscriber
+
+    sales = default_registry().preset("sales-default")
+    llm_preset = sales.model_copy(update={"scorer": "llm"})
+    api_preset = sales.model_copy(
+        update={"speech": sales.speech.model_copy(update={"provider": "openai"})}
+    )
+    scorer = ScorerResource()
+    assert isinstance(scorer.for_preset(sales), RulesScorer)
+    assert isinstance(scorer.for_preset(llm_preset), LLMScorer)
+    # The operator's override wins over every preset.
+    assert isinstance(ScorerResource(scorer="rules").for_preset(llm_preset), RulesScorer)
+    stt = SpeechToTextResource(api_base="http://127.0.0.1:9/v1")
+    assert isinstance(stt.for_preset(sales.speech), WhisperTranscriber)
+    assert isinstance(stt.for_preset(api_preset.speech), OpenAITranscriber)
+    with pytest.raises(ConfigError, match="CALLQA_STT_API_BASE"):
+        SpeechToTextResource().for_preset(api_preset.speech)
+
+
+def test_deployment_switch_picks_the_resource_set(monkeypatch):
+    from callqa.resources.deployments import resources_for
+    from callqa.settings import load_settings
+
+    monkeypatch.setenv("CALLQA_DEPLOYMENT", "production")
+    monkeypatch.delenv("CALLQA_DATABASE_URL", raising=False)
+    with pytest.raises(ConfigError, match="CALLQA_DATABASE_URL and CALLQA_AUDIO_STORE"):
+        load_settings()
+    monkeypatch.setenv("CALLQA_DATABASE_URL", "postgresql+psycopg://u:pw-xyz@db/wh")
+    monkeypatch.setenv("CALLQA_AUDIO_STORE", "/srv/audio")
+    prod = resources_for(load_settings())
+    assert "pw-xyz" not in repr(prod["warehouse"].database_url)
+    assert prod["audio_store"].process_config_and_initialize().root == "/srv/audio"
+    monkeypatch.setenv("CALLQA_DEPLOYMENT", "staging")
+    with pytest.raises(ConfigError, match="CALLQA_DEPLOYMENT='staging'"):
+        load_settings()
+
+
+def test_environment_is_read_when_the_code_location_loads(monkeypatch):
+    """Importing the module reads nothing; calling `defs()` (what Dagster does) does."""
+    import callqa.definitions as module
+
+    monkeypatch.setenv("CALLQA_SENSOR_INTERVAL_S", "7")
+    defs = module.defs()
+    sensor = defs.resolve_sensor_def("staged_calls_sensor")
+    assert sensor.minimum_interval_seconds == 7
+    monkeypatch.setenv("CALLQA_SENSOR_INTERVAL_S", "11")
+    assert module.defs().resolve_sensor_def("staged_calls_sensor").minimum_interval_seconds == 11
 
 
 def test_workspace_points_at_definitions():
@@ -98,19 +160,3 @@ def test_production_instance_config_runs_on_postgres(pg_url, tmp_path, monkeypat
     finally:
         instance.dispose()
     assert os.environ["DAGSTER_PG_DB"] == url.database
-
-
-def test_stt_chosen_by_environment(monkeypatch):
-    from callqa.definitions import stt_from_env
-    from callqa.resources import OpenAITranscriptionResource, WhisperResource
-
-    monkeypatch.delenv("CALLQA_STT", raising=False)
-    assert isinstance(stt_from_env(), WhisperResource)
-    monkeypatch.setenv("CALLQA_STT", "openai")
-    with pytest.raises(ValueError, match="CALLQA_STT_API_BASE"):
-        stt_from_env()
-    monkeypatch.setenv("CALLQA_STT_API_BASE", "http://127.0.0.1:9/v1")
-    monkeypatch.setenv("CALLQA_STT_API_KEY", "stt-secret-value")
-    api = stt_from_env()
-    assert isinstance(api, OpenAITranscriptionResource)
-    assert "stt-secret-value" not in repr(api.api_key)

@@ -1,10 +1,13 @@
 """The demo command: bundled calls through Dagster jobs on a persistent local instance."""
 
 import dagster as dg
+import pytest
 
 from callqa import settings
 from callqa.demo.runner import run_demo
 from callqa.storage.warehouse import Warehouse
+
+pytestmark = [pytest.mark.model, pytest.mark.slow]
 
 
 def test_demo_processes_every_call_and_is_safe_to_rerun(tmp_path, monkeypatch, manifest):

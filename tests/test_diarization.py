@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from callqa.config.models import ChannelMap
-from callqa.diarization import DiarizedSegment, assign_roles, conversation_metrics
-from callqa.transcription import ChannelTranscript, Segment, Transcript
+from callqa.speech.diarization import DiarizedSegment, assign_roles, conversation_metrics
+from callqa.speech.transcript import ChannelTranscript, Segment, Transcript
 
 
 def seg(start: float, end: float, speaker: str, text: str) -> DiarizedSegment:

@@ -3,7 +3,7 @@
 from datetime import date
 
 from callqa.config.models import Scale
-from callqa.expectations import validate_aggregates
+from callqa.reporting.expectations import validate_aggregates
 
 
 def call_row(**overrides):

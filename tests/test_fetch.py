@@ -2,108 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import threading
 import types
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 
-import callqa.fetch
+import callqa.crm.fetch
+from callqa.crm.fetch import MAX_REDIRECTS, fetch_url
+from callqa.crm.file_drop import read_source
 from callqa.errors import AudioError
-from callqa.fetch import MAX_REDIRECTS, fetch_url
-from callqa.intake import read_source
 from callqa.settings import ALLOW_PRIVATE_URLS_ENV
+from tests.fakes import AUDIO, FakeRecordingServer
 
-AUDIO = bytes(range(256)) * 20  # 5120 bytes
 SECRET = "SECRET-tok-9f8e7d"
 PUBLIC_ADDRESS = "93.184.215.14"  # what the guard is told "localhost" resolves to
 
 
-class AudioServer:
-    """Routes: /audio.wav (Content-Length), /stream.wav (no Content-Length, close-delimited),
-    /liar.wav (declares a huge Content-Length), /garbled.wav (Content-Length: abc),
-    /redirect?to=URL, /chain/N (N redirects to /audio.wav), /error (500), anything else
-    404. Every requested path and its headers are recorded."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        self.headers: list[dict] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
-
-            def log_message(self, *args):
-                pass
-
-            def _send(
-                self,
-                status: int,
-                body: bytes = b"",
-                length: int | None = None,
-                headers: dict | None = None,
-            ) -> None:
-                self.send_response(status)
-                self.send_header("content-type", "audio/wav")
-                if length is not None:
-                    self.send_header("content-length", str(length))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                # The client may stop reading early, as it should over the limit.
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self.wfile.write(body)
-
-            def do_GET(self):
-                owner.paths.append(self.path)
-                owner.headers.append(dict(self.headers))
-                parts = urlsplit(self.path)
-                if parts.path == "/audio.wav":
-                    self._send(200, AUDIO, len(AUDIO))
-                elif parts.path == "/stream.wav":
-                    self._send(200, AUDIO * 4)  # no Content-Length: body ends at close
-                elif parts.path == "/liar.wav":
-                    self._send(200, AUDIO, 10 * 1024 * 1024 * 1024)
-                elif parts.path == "/garbled.wav":
-                    self.send_response(200)
-                    self.send_header("content-length", "abc")
-                    self.end_headers()
-                    self.wfile.write(AUDIO)
-                elif parts.path == "/redirect":
-                    self._send(302, headers={"location": parse_qs(parts.query)["to"][0]}, length=0)
-                elif parts.path.startswith("/chain/"):
-                    n = int(parts.path.rsplit("/", 1)[1])
-                    target = f"/chain/{n - 1}" if n > 1 else "/audio.wav"
-                    target += f"?{parts.query}"
-                    self._send(302, headers={"location": target}, length=0)
-                elif parts.path == "/error":
-                    self._send(500, b"boom", 4)
-                else:
-                    self._send(404, b"not found", 9)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    @property
-    def port(self) -> int:
-        return self.server.server_address[1]
-
-    def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def server() -> Iterator[AudioServer]:
-    srv = AudioServer()
+def server() -> Iterator[FakeRecordingServer]:
+    srv = FakeRecordingServer()
     yield srv
     srv.close()
 
@@ -128,7 +47,7 @@ def localhost_looks_public(monkeypatch):
         return real(host, port, *args, **kwargs)
 
     monkeypatch.setattr(
-        callqa.fetch,
+        callqa.crm.fetch,
         "socket",
         types.SimpleNamespace(
             getaddrinfo=getaddrinfo, gaierror=socket.gaierror, IPPROTO_TCP=socket.IPPROTO_TCP

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
+from callqa.calls.keys import CallKey, external_id_from_name, make_key, parse_key
 from callqa.errors import PartitionKeyError
-from callqa.keys import CallKey, external_id_from_name, make_key, parse_key
 
 
 @pytest.mark.parametrize(
@@ -62,24 +64,30 @@ def test_trailing_newline_is_rejected(tenant, external_id):
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
+        ("call-001", "call-001"),
         ("call-001.wav", "call-001.wav"),
-        ("Call 2024/05/01 (final).wav", "Call-2024-05-01-final-.wav"),
-        ("  --..weird name..--  ", "weird-name"),
-        ("__init__", "init"),
-        ("a__b", "a-b"),
-        ("Grüße.mp3", "Gr-e.mp3"),
-        ("", "call"),
-        ("...", "call"),
-        ("///", "call"),
+        ("2024.05.01-17.30", "2024.05.01-17.30"),
+        ("Call 2024/05/01 (final).wav", "Call-2024-05-01-final-.wav-<hash>"),
+        ("  --..weird name..--  ", "weird-name-<hash>"),
+        ("__init__", "init-<hash>"),
+        ("a__b", "a-b-<hash>"),
+        ("Grüße.mp3", "Gr-e.mp3-<hash>"),
+        ("", "call-<hash>"),
+        ("...", "call-<hash>"),
+        ("///", "call-<hash>"),
     ],
 )
 def test_external_id_from_name_sanitizes(name, expected):
+    """Valid ids are kept; cleaned names get 8 hex digits of sha256(name) appended, so two
+    names that clean alike (`call 1`, `call_1`) keep different ids."""
     cleaned = external_id_from_name(name)
-    assert cleaned == expected
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    assert cleaned == expected.replace("<hash>", digest)
     assert make_key("demo", cleaned).external_id == cleaned
 
 
 def test_external_id_from_name_truncates_to_a_valid_id():
-    cleaned = external_id_from_name("-" + "x" * 300 + ".wav")
-    assert cleaned == "x" * 128
+    name = "-" + "x" * 300 + ".wav"
+    cleaned = external_id_from_name(name)
+    assert cleaned == "x" * 119 + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
     assert make_key("demo", cleaned).external_id == cleaned

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from callqa.analysis import build_record
-from callqa.audio import AudioProbe
+import callqa.scoring.llm
+from callqa.calls.record import build_record
 from callqa.config.registry import load_registry
 from callqa.scoring.llm import LLMScorer, render_prompt
 from callqa.scoring.rubric import weighted_total
+from callqa.speech.audio import AudioProbe
 from tests.builders import diarized
+from tests.fakes import Reply
 
 API_KEY = "test-key-not-secret-123"
 MODEL = "openai/gpt-4o-mini"
@@ -53,6 +53,13 @@ EVIDENCE = {
     "closing": ("Shall we schedule the switch for Monday?", 25.5),
     "tone": ("Thank you for your time.", 25.5),
 }
+
+
+@pytest.fixture(autouse=True)
+def _short_backoff(monkeypatch):
+    """Retries without Retry-After wait the backoff; a short one keeps the suite fast (a
+    Retry-After is still waited for in full)."""
+    monkeypatch.setattr(callqa.scoring.llm, "BACKOFF_S", 0.02)
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +106,8 @@ def assert_key_not_leaked(outcome) -> None:
         assert API_KEY not in (attempt.error or "")
         assert API_KEY not in (attempt.raw_output or "")
         assert API_KEY not in json.dumps(attempt.as_dict())
+        # litellm's own retries need tenacity; a missing import once hid every real error.
+        assert "tenacity" not in (attempt.error or "").lower()
 
 
 def test_valid_reply_is_accepted_with_usage_cost_and_request_shape(fake_llm, preset, call):
@@ -346,76 +355,121 @@ def test_provider_http_errors_are_recorded_not_raised(
     outcome = scorer(fake_llm, num_retries=0).score(call, preset)
 
     assert not outcome.valid and outcome.output is None
-    assert len(outcome.attempts) == 2
-    for number, attempt in enumerate(outcome.attempts, start=1):
-        assert attempt.attempt == number
-        assert not attempt.valid
-        assert attempt.error.startswith("provider error ")
-        assert error_class in attempt.error
-        assert attempt.raw_output is None
-        assert (attempt.prompt_tokens, attempt.completion_tokens, attempt.cost_usd) == (0, 0, 0.0)
+    # Re-prompting cannot fix a provider error: one attempt, recorded, no exception.
+    [attempt] = outcome.attempts
+    assert attempt.attempt == 1 and not attempt.valid
+    assert attempt.error.startswith(f"provider error: {error_class} (HTTP {status}): ")
+    assert attempt.raw_output is None
+    assert (attempt.prompt_tokens, attempt.completion_tokens, attempt.cost_usd) == (0, 0, 0.0)
     assert outcome.cost_usd == 0.0
     assert_key_not_leaked(outcome)
     if status == 401:
         # The provider echoed the key; it is redacted, the rest of the message is kept.
-        assert "Incorrect API key provided: ***" in outcome.attempts[0].error
-    # num_retries=0: no hidden transport retries, one request per attempt.
+        assert "Incorrect API key provided: ***. Check your key." in attempt.error
+    # num_retries=0: no hidden transport retries (litellm's are off), one request.
+    assert len(fake_llm.requests) == 1
+
+
+def test_server_error_is_retried_then_the_reply_is_used(fake_llm, preset, call):
+    fake_llm.replies += [Reply.error(500, "upstream model crashed"), json.dumps(reply())]
+
+    outcome = scorer(fake_llm).score(call, preset)
+
+    assert outcome.valid
+    [attempt] = outcome.attempts  # the transport retry is inside the one attempt
+    assert attempt.valid and attempt.error is None
     assert len(fake_llm.requests) == 2
+    assert fake_llm.requests[1] == fake_llm.requests[0]  # the same request, sent again
 
 
-class _SlowServer:
-    """Accepts a chat completion request and does not answer until released."""
+def test_rate_limit_waits_for_retry_after(fake_llm, preset, call):
+    fake_llm.replies += [
+        Reply.error(429, "Rate limit reached for requests", headers={"Retry-After": "1"}),
+        json.dumps(reply()),
+    ]
 
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.hits = 0
-        owner = self
+    outcome = scorer(fake_llm).score(call, preset)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                owner.hits += 1
-                self.rfile.read(int(self.headers.get("content-length") or 0))
-                owner.release.wait(30)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    @property
-    def api_base(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+    assert outcome.valid and len(outcome.attempts) == 1
+    assert len(fake_llm.requests) == 2
+    # It waited as long as the provider asked, not the (here 0.02 s) backoff.
+    assert fake_llm.times[1] - fake_llm.times[0] >= 0.95
 
 
-def test_provider_timeout_is_recorded_as_an_error_attempt(preset, call):
-    slow = _SlowServer()
-    try:
-        outcome = LLMScorer(
-            model=MODEL,
-            api_base=slow.api_base,
-            api_key=API_KEY,
-            timeout_s=0.5,
-            num_retries=0,
-            max_attempts=1,
-        ).score(call, preset)
-    finally:
-        slow.close()
+def test_retry_after_beyond_the_cap_is_not_waited_for(fake_llm, preset, call):
+    fake_llm.replies += [
+        Reply.error(429, "Daily quota exceeded", headers={"Retry-After": "3600"}),
+        json.dumps(reply()),
+    ]
+
+    outcome = scorer(fake_llm).score(call, preset)
+
+    assert not outcome.valid and len(fake_llm.requests) == 1
+    [attempt] = outcome.attempts
+    assert attempt.error.startswith(
+        "provider error: RateLimitError (HTTP 429, provider asks to retry after 3600 s): "
+    )
+    assert "Daily quota exceeded" in attempt.error
+    assert attempt.latency_ms < 5000
+
+
+def test_authentication_error_is_not_retried(fake_llm, preset, call):
+    body = {
+        "error": {
+            "message": f"Incorrect API key provided: {API_KEY}.",
+            "type": "invalid_request_error",
+            "code": "invalid_api_key",
+        }
+    }
+    fake_llm.replies += [(401, body)] * 3 + [json.dumps(reply())]
+
+    outcome = scorer(fake_llm).score(call, preset)  # default retries and attempts
+
+    assert not outcome.valid
+    [attempt] = outcome.attempts
+    assert attempt.error.startswith("provider error: AuthenticationError (HTTP 401): ")
+    assert "Incorrect API key provided: ***." in attempt.error
+    assert outcome.last_error == attempt.error
+    assert len(fake_llm.requests) == 1
+    assert_key_not_leaked(outcome)
+
+
+def test_server_errors_give_up_after_the_retries(fake_llm, preset, call):
+    fake_llm.replies += [Reply.error(503, "overloaded, try later")] * 2 + [json.dumps(reply())]
+
+    outcome = scorer(fake_llm, num_retries=1).score(call, preset)
+
+    assert not outcome.valid
+    [attempt] = outcome.attempts
+    assert attempt.error.startswith("provider error: ServiceUnavailableError (HTTP 503, 2 tries): ")
+    assert "overloaded, try later" in attempt.error
+    assert len(fake_llm.requests) == 2
+    assert_key_not_leaked(outcome)
+
+
+def test_provider_timeout_is_recorded_as_a_timeout(fake_llm, preset, call):
+    fake_llm.replies.append(Reply(content=json.dumps(reply()), delay_s=5))
+
+    outcome = scorer(fake_llm, timeout_s=0.5, num_retries=0).score(call, preset)
 
     assert not outcome.valid
     [attempt] = outcome.attempts
     assert not attempt.valid
-    assert attempt.error.startswith("provider error ")
-    assert "Timeout" in attempt.error or "timed out" in attempt.error.lower()
+    assert attempt.error.startswith("provider error: Timeout (no reply within 0.5 s): ")
+    assert "timed out" in attempt.error.lower()
     assert attempt.raw_output is None
-    assert slow.hits == 1
+    assert 400 <= attempt.latency_ms < 3000
+    assert len(fake_llm.requests) == 1
     assert_key_not_leaked(outcome)
+
+
+def test_timeout_is_retried(fake_llm, preset, call):
+    fake_llm.replies += [Reply(content=json.dumps(reply()), delay_s=5), json.dumps(reply())]
+
+    outcome = scorer(fake_llm, timeout_s=0.5, num_retries=1).score(call, preset)
+
+    assert outcome.valid and len(outcome.attempts) == 1
+    assert len(fake_llm.requests) == 2
 
 
 def test_json_object_response_format(fake_llm, preset, call):

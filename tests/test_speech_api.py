@@ -2,111 +2,26 @@
 server on loopback that speaks the real multipart request / verbose_json reply shape."""
 
 import io
-import threading
 import wave
-from email.parser import BytesParser
-from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import numpy as np
 import pytest
 
 from callqa.assets.calls import diarized_transcript, raw_audio, transcript
-from callqa.audio import decode_file
+from callqa.crm.file_drop import StagedFile, stage_files
 from callqa.errors import TranscriptionError
-from callqa.intake import StagedFile, stage_files
 from callqa.resources import (
     AudioStoreResource,
-    OpenAITranscriptionResource,
-    RulesScorerResource,
+    ScorerResource,
+    SpeechToTextResource,
     WarehouseResource,
 )
-from callqa.speech_api import OpenAITranscriber
+from callqa.speech.audio import decode_file
+from callqa.speech.openai_api import OpenAITranscriber
 from callqa.storage.warehouse import Warehouse
-from tests.conftest import DEMO_CALLS, send_json
-
-
-def verbose_json(lines: list[dict]) -> dict:
-    """OpenAI's verbose_json: segments plus a flat word list with timestamps."""
-    segments, words = [], []
-    for i, line in enumerate(lines):
-        start, end = line["start_s"], line["end_s"]
-        segments.append(
-            {
-                "id": i,
-                "seek": 0,
-                "start": start,
-                "end": end,
-                "text": " " + line["text"],
-                "avg_logprob": -0.2,
-                "no_speech_prob": 0.01,
-            }
-        )
-        tokens = line["text"].split()
-        step = (end - start) / len(tokens)
-        words += [
-            {
-                "word": w,
-                "start": round(start + k * step, 2),
-                "end": round(start + (k + 1) * step, 2),
-            }
-            for k, w in enumerate(tokens)
-        ]
-    return {
-        "task": "transcribe",
-        "language": "english",
-        "duration": 1.0,
-        "text": " ".join(x["text"] for x in lines),
-        "segments": segments,
-        "words": words,
-    }
-
-
-class FakeTranscriptionAPI:
-    def __init__(self, replies_by_channel: dict[int, dict] | None = None, status: int = 200):
-        self.requests: list[dict] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["content-length"]))
-                message = BytesParser(policy=HTTP).parsebytes(
-                    f"content-type: {self.headers['content-type']}\r\n\r\n".encode() + body
-                )
-                fields: dict[str, list] = {}
-                for part in message.iter_parts():
-                    name = part.get_param("name", header="content-disposition")
-                    value = part.get_payload(decode=True)
-                    fields.setdefault(name, []).append(
-                        (part.get_filename(), value) if part.get_filename() else value.decode()
-                    )
-                fake.requests.append(
-                    {"path": self.path, "fields": fields, "auth": self.headers.get("authorization")}
-                )
-                filename = fields["file"][0][0]
-                channel = int(filename.removesuffix(".wav").rsplit("-", 1)[1])
-                if status != 200:
-                    payload = {
-                        "error": {
-                            "message": "Incorrect API key provided",
-                            "type": "invalid_request_error",
-                        }
-                    }
-                else:
-                    payload = (replies_by_channel or {})[channel]
-                send_json(self, status, payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.api_base = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+from tests.fakes import FakeTranscriptionAPI, verbose_json
+from tests.paths import DEMO_CALLS
 
 
 @pytest.fixture
@@ -181,8 +96,11 @@ def test_asset_chain_with_api_transcription(tmp_path, scripted_api, good_call):
         resources={
             "warehouse": WarehouseResource(database_url=db_url),
             "audio_store": AudioStoreResource(root=str(tmp_path / "audio")),
-            "stt": OpenAITranscriptionResource(api_base=scripted_api.api_base, model="w-1"),
-            "scorer": RulesScorerResource(),
+            # The operator's override (CALLQA_STT=openai) switches every preset to the API.
+            "stt": SpeechToTextResource(
+                provider="openai", api_base=scripted_api.api_base, api_model="w-1"
+            ),
+            "scorer": ScorerResource(),
         },
     )
     assert result.success
@@ -191,3 +109,26 @@ def test_asset_chain_with_api_transcription(tmp_path, scripted_api, good_call):
     expected = [x["text"] for x in good_call["script"]]
     assert sorted(s["text"] for s in diarized["segments"]) == sorted(expected)
     wh.dispose()
+
+
+def test_cli_analyze_honours_the_same_stt_settings_as_the_assets(
+    scripted_api, good_call, monkeypatch, capsys
+):
+    """`callqa analyze` goes through the same settings and resources as the assets:
+    CALLQA_STT=openai sends the recording to the API instead of the local model."""
+    import json
+
+    from callqa.cli import main
+
+    monkeypatch.setenv("CALLQA_STT", "openai")
+    monkeypatch.setenv("CALLQA_STT_API_BASE", scripted_api.api_base)
+    monkeypatch.setenv("CALLQA_STT_API_KEY", "stt-cli-key")
+    monkeypatch.setenv("CALLQA_STT_MODEL", "whisper-large-v3")
+    assert main(["analyze", str(DEMO_CALLS / good_call["file"]), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert len(scripted_api.requests) == 2
+    assert {r["auth"] for r in scripted_api.requests} == {"Bearer stt-cli-key"}
+    assert {r["fields"]["model"][0] for r in scripted_api.requests} == {"whisper-large-v3"}
+    assert sorted(s["text"] for s in record["transcript"]["segments"]) == sorted(
+        x["text"] for x in good_call["script"]
+    )

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 import pytest
 import sqlalchemy as sa
 
-from callqa.aggregates import daily_aggregates
+from callqa.reporting.aggregates import daily_aggregates
 from callqa.scoring.outcome import Attempt
 from callqa.storage import tables as t
 from callqa.storage.migrate import current_revision, head_revision

@@ -1,9 +1,13 @@
 """Real faster-whisper (bundled tiny.en) on the bundled stereo calls."""
 
-from callqa.audio import decode_file
+import pytest
+
 from callqa.scoring.evidence import normalize
-from callqa.speech import WhisperSettings, transcribe
-from tests.conftest import DEMO_CALLS
+from callqa.speech.audio import decode_file
+from callqa.speech.whisper import WhisperSettings, transcribe
+from tests.paths import DEMO_CALLS
+
+pytestmark = pytest.mark.model
 
 
 def _word_recall(reference: str, hypothesis: str) -> float:
@@ -29,15 +33,15 @@ def test_stereo_call_transcribed_per_channel_with_word_timestamps(good_call):
         assert _word_recall(reference, text) > 0.7, (speaker, text)
 
 
+@pytest.mark.slow
 def test_mono_recording_gets_labelled_heuristic_roles(tmp_path, good_call):
     """A mono downmix still yields both roles, and says how they were assigned."""
-    from callqa.pipeline import analyze_file
-    from callqa.scoring.rules import RulesScorer
+    from callqa.cli import analyze_path
     from tests.audio_helpers import write_wav
 
     left, right = decode_file(DEMO_CALLS / good_call["file"]).channels
     mono = write_wav(tmp_path / "mono.wav", [(left + right) / 2])
-    record = analyze_file(mono, scorer=RulesScorer()).record
+    record = analyze_path(mono).record
     assert record.call.audio.channels == 1
     assert record.transcript.diarization == "mono-pause-heuristic"
     assert {s.speaker for s in record.transcript.segments} == {"operator", "customer"}

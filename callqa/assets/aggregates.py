@@ -1,31 +1,150 @@
-"""Per-tenant daily aggregates that analysts query with plain SQL."""
+"""Per-tenant daily aggregates that analysts query with plain SQL.
+
+The asset's metadata describes the tables it publishes: the column schema of
+`daily_aggregates` (`dagster/column_schema`, built from the SQLAlchemy table so it cannot
+drift from it) and of `daily_criterion_aggregates`, their row counts (`dagster/row_count`
+is the tenant's rows in `daily_aggregates` as published) and a preview of the first rows.
+"""
 
 import dagster as dg
+import sqlalchemy as sa
 
-from callqa.aggregates import daily_aggregates
-from callqa.assets.calls import scored_analysis
+from callqa.assets import checks
+from callqa.assets.calls import OWNERS, scored_analysis
 from callqa.assets.partitions import tenant_partitions
 from callqa.config.registry import default_registry
-from callqa.expectations import validate_aggregates
+from callqa.reporting.aggregates import daily_aggregates
+from callqa.reporting.expectations import validate_aggregates
 from callqa.resources import WarehouseResource
+from callqa.storage import tables as t
 from callqa.storage.warehouse import ALL_OPERATORS
 
 AGGREGATES_EXPECTATIONS = "aggregates_expectations"
+TENANT_DAILY_AGGREGATES = "tenant_daily_aggregates"
+PREVIEW_ROWS = 10
+
+# Column descriptions for the UI; every column of the two tables must have one (a test
+# checks), so a column added by a migration is described here too.
+COLUMN_DESCRIPTIONS = {
+    "id": "surrogate key",
+    "tenant": "tenant id (the asset's partition)",
+    "day": "call day (UTC): when the call started, or when its recording was read if unknown",
+    "operator": "operator who took the calls; '*' = the whole team",
+    "calls": "number of scored calls",
+    "mean_total": "mean weighted total, 0-100",
+    "min_total": "lowest weighted total, 0-100",
+    "max_total": "highest weighted total, 0-100",
+    "audio_s": "seconds of audio processed",
+    "cost_usd": "scoring cost (LLM tokens at list price; 0 for the rules scorer)",
+    "mean_operator_talk_share": "mean share of talk time taken by the operator, 0-1",
+    "mean_silence_ratio": "mean share of the call with nobody speaking, 0-1",
+    "interruptions": "interruptions, summed over the calls",
+    "criterion": "rubric criterion id (from the preset)",
+    "mean_score": "mean criterion score, on the preset's scale",
+    "updated_at": "when the aggregates were last rebuilt (UTC)",
+}
+
+PREVIEW_COLUMNS = ("day", "operator", "calls", "mean_total", "min_total", "max_total", "audio_s")
 
 
-@dg.asset(
-    partitions_def=tenant_partitions(),
-    group_name="aggregates",
-    kinds={"sql", "pandas"},
-    # Built from every scored call of the tenant, read back from the warehouse.
-    deps=[dg.AssetDep(scored_analysis, partition_mapping=dg.AllPartitionMapping())],
-    check_specs=[dg.AssetCheckSpec(AGGREGATES_EXPECTATIONS, asset="tenant_daily_aggregates")],
-)
+def table_schema(table: sa.Table) -> dg.TableSchema:
+    """The Dagster column schema of a warehouse table, from its SQLAlchemy definition."""
+    unique = {
+        c.name
+        for constraint in table.constraints
+        if isinstance(constraint, sa.UniqueConstraint) and len(constraint.columns) == 1
+        for c in constraint.columns
+    }
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=column.name,
+                type=column.type.__class__.__name__.lower(),
+                description=COLUMN_DESCRIPTIONS.get(column.name),
+                constraints=dg.TableColumnConstraints(
+                    nullable=column.nullable, unique=column.primary_key or column.name in unique
+                ),
+            )
+            for column in table.columns
+        ],
+        constraints=dg.TableConstraints(
+            other=[
+                f"unique ({', '.join(c.name for c in constraint.columns)})"
+                for constraint in table.constraints
+                if isinstance(constraint, sa.UniqueConstraint) and len(constraint.columns) > 1
+            ]
+        ),
+    )
+
+
+def preview_markdown(rows: list[dict], limit: int = PREVIEW_ROWS) -> str:
+    """The first rows of `daily_aggregates` as a Markdown table."""
+    if not rows:
+        return "_no rows published yet_"
+    header = "| " + " | ".join(PREVIEW_COLUMNS) + " |\n|" + "---|" * len(PREVIEW_COLUMNS)
+    lines = [
+        "| " + " | ".join(_cell(row[c]) for c in PREVIEW_COLUMNS) + " |" for row in rows[:limit]
+    ]
+    more = f"\n\n_first {limit} of {len(rows)} rows_" if len(rows) > limit else ""
+    return "\n".join([header, *lines]) + more
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value).replace("|", "\\|")
+
+
+def build_tenant_aggregates(tenant_ids: list[str]) -> dg.AssetsDefinition:
+    """The aggregates asset, partitioned by the tenants configured when the code loads."""
+    partitions_def = tenant_partitions(tenant_ids)
+    return dg.asset(
+        name=TENANT_DAILY_AGGREGATES,
+        partitions_def=partitions_def,
+        group_name="aggregates",
+        owners=OWNERS,
+        tags={"domain": "analytics"},
+        kinds={"sql", "pandas", "great-expectations"},
+        # Built from every scored call of the tenant, read back from the warehouse.
+        deps=[dg.AssetDep(scored_analysis, partition_mapping=dg.AllPartitionMapping())],
+        check_specs=[
+            checks.spec(
+                AGGREGATES_EXPECTATIONS,
+                TENANT_DAILY_AGGREGATES,
+                partitions_def,
+                blocking=False,
+                description=(
+                    "A great-expectations suite over the rows about to be published: unique "
+                    "(day, operator[, criterion]) keys, totals within 0-100 with min <= mean "
+                    "<= max, shares within 0-1, criterion means within the preset's scale. "
+                    "Write-audit-publish: rows that fail are not written, so the tables keep "
+                    "their last good rows (nothing is downstream to block)."
+                ),
+            )
+        ],
+        metadata={
+            "dagster/table_name": "daily_aggregates",
+            "dagster/column_schema": table_schema(t.daily_aggregates),
+            "criterion_table": "daily_criterion_aggregates",
+            "criterion_column_schema": dg.MetadataValue.table_schema(
+                table_schema(t.daily_criterion_aggregates)
+            ),
+        },
+        description=(
+            "One tenant's daily roll-up of its scored calls, in two warehouse tables that "
+            "analysts query with plain SQL: `daily_aggregates` (calls, mean/min/max total, "
+            "audio seconds, cost, talk share, silence, interruptions) and "
+            "`daily_criterion_aggregates` (mean score per criterion), per day, for the whole "
+            "team (operator '*') and per operator. Rebuilt from the warehouse and swapped in "
+            "one transaction, so re-running it is safe; `tenant_aggregates_sensor` rebuilds "
+            "a tenant when any of its analyses changed."
+        ),
+    )(tenant_daily_aggregates)
+
+
 def tenant_daily_aggregates(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    """Tables `daily_aggregates` and `daily_criterion_aggregates` for one tenant:
-    calls, mean total and mean per criterion, per day, for the team ('*') and per operator."""
     tenant = context.partition_key
     wh = warehouse.get()
     call_rows, criterion_rows = daily_aggregates(
@@ -47,8 +166,14 @@ def tenant_daily_aggregates(
     team = [r for r in call_rows if r["operator"] == ALL_OPERATORS]
     calls = sum(r["calls"] for r in team)
     mean_total = round(sum(r["mean_total"] * r["calls"] for r in team) / calls, 2) if calls else 0.0
+    # What analysts see now: the new rows, or the previous ones if these were not published.
+    published = wh.daily_aggregates(tenant)
+    published_criteria = wh.daily_criterion_aggregates(tenant)
     return dg.MaterializeResult(
         metadata={
+            "dagster/row_count": len(published),
+            "criterion_row_count": len(published_criteria),
+            "preview": dg.MetadataValue.md(preview_markdown(published)),
             "days": len(team),
             "calls": calls,
             "mean_total": mean_total,
@@ -60,7 +185,14 @@ def tenant_daily_aggregates(
             dg.AssetCheckResult(
                 check_name=AGGREGATES_EXPECTATIONS,
                 passed=report.success,
+                description=(
+                    f"all {report.evaluated} expectations met; rows published"
+                    if report.success
+                    else f"{len(report.failures)} of {report.evaluated} expectations failed; "
+                    "tables left unchanged"
+                ),
                 metadata={
+                    "problem": "; ".join(report.failures[:3]) or "none",
                     "expectations": report.evaluated,
                     "failed": len(report.failures),
                     "failures": "\n".join(report.failures[:10]) or "none",

@@ -1,21 +1,28 @@
 """Asset-check logic, as plain functions so tests can feed them bad data directly.
 
 Each returns a `dg.AssetCheckResult`; the assets attach them as in-asset (blocking)
-checks so a failed check stops the downstream assets of the same call.
+checks so a failed check stops the downstream assets of the same call. Every result says
+what it found in its `description` and names the problem in its `problem` metadata
+("none" when it passed), which is what the UI shows for that call's check.
+
+The specs (`spec()`) carry the asset's partitions definition, so a check evaluated while
+materializing partition `k` is recorded for partition `k`: the UI lists check results
+per call (or per tenant), not as one result that "belongs to no partition".
 """
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
-from callqa.analysis import published_schema
-from callqa.audio import AudioProbe
+from callqa.calls.record import published_schema
+from callqa.calls.service import validate_record
 from callqa.config.models import Preset
-from callqa.diarization import DiarizedTranscript
-from callqa.scoring.evidence import quote_found
-from callqa.scoring.rubric import weighted_total
-from callqa.scoring.validation import coverage_problems, schema_errors
-from callqa.transcription import Transcript, covered_seconds
+from callqa.scoring.validation import schema_errors
+from callqa.speech.audio import AudioProbe
+from callqa.speech.diarization import DiarizedTranscript
+from callqa.speech.transcript import Transcript, covered_seconds
 
 RECORDING_DECODABLE = "recording_decodable"
 TRANSCRIPT_COVERS_SPEECH = "transcript_covers_speech"
@@ -23,9 +30,89 @@ BOTH_ROLES_PRESENT = "both_roles_present"
 ANALYSIS_MATCHES_SCHEMA = "analysis_matches_schema"
 ANALYSIS_BUSINESS_RULES = "analysis_business_rules"
 
+# What each check verifies and why it blocks: shown on the check in the Dagster UI.
+DESCRIPTIONS = {
+    RECORDING_DECODABLE: (
+        "The staged recording decodes to 1 or 2 channels of audio with a positive duration "
+        "and a known sample rate. Blocking: nothing downstream can transcribe a recording "
+        "that does not decode."
+    ),
+    TRANSCRIPT_COVERS_SPEECH: (
+        "At least 80 % of the speech that a simple energy detector finds in the audio lies "
+        "inside transcribed segments: a second opinion independent of the speech-to-text "
+        "model. Blocking: scoring a transcript that misses what was said would score the "
+        "wrong call."
+    ),
+    BOTH_ROLES_PRESENT: (
+        "Every role that spoke (at least 1 s of speech on its channel) appears in the "
+        "diarized transcript. Blocking for stereo recordings, where the channel map says who "
+        "is who; a warning only for mono recordings, where the pause heuristic cannot know."
+    ),
+    ANALYSIS_MATCHES_SCHEMA: (
+        "The analysis record validates against the published JSON schema "
+        "(callqa/schemas/analysis.schema.json). Blocking: a record that fails is never "
+        "stored, so consumers of the analyses table only see valid records."
+    ),
+    ANALYSIS_BUSINESS_RULES: (
+        "The analysis follows the preset's rules: every criterion present once, scores within "
+        "the scale, every evidence quote found in the transcript, and the total equal to the "
+        "weighted total computed by code. Blocking: a record that fails is never stored and "
+        "cannot reach the aggregates."
+    ),
+}
+
 MIN_SPEECH_COVERAGE = 0.8
 # A channel with less speech than this did not really "speak" (a cough, a click).
 MIN_SPEECH_S = 1.0
+
+
+def spec(
+    name: str,
+    asset: str,
+    partitions_def: dg.PartitionsDefinition,
+    *,
+    blocking: bool = True,
+    description: str | None = None,
+) -> dg.AssetCheckSpec:
+    """An in-asset check partitioned like its asset, so each result belongs to a partition.
+
+    `AssetCheckSpec(partitions_def=...)` is a preview API in Dagster 1.13 (it warns once at
+    definition time); the execution side is stable: an `AssetCheckResult` reported while
+    materializing partition `k` becomes an evaluation (and check execution record) for `k`.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return dg.AssetCheckSpec(
+            name,
+            asset=asset,
+            blocking=blocking,
+            partitions_def=partitions_def,
+            description=description or DESCRIPTIONS[name],
+        )
+
+
+def _result(
+    name: str,
+    problem: str | None,
+    metadata: dict,
+    passed_text: str,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+    failed_detail: str | None = None,
+) -> dg.AssetCheckResult:
+    """A check result whose description says what was found (the problem, with
+    `failed_detail` if given, when it failed) and whose `problem` metadata names what is
+    wrong ("none" when it passed)."""
+    if problem is None:
+        description = passed_text
+    else:
+        description = f"{problem}: {failed_detail}" if failed_detail else problem
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=problem is None,
+        severity=severity,
+        description=description,
+        metadata={"problem": problem or "none", **metadata},
+    )
 
 
 def check_recording(probe: AudioProbe) -> dg.AssetCheckResult:
@@ -36,14 +123,15 @@ def check_recording(probe: AudioProbe) -> dg.AssetCheckResult:
         problems.append(f"{probe.channels} channels")
     if probe.sample_rate <= 0:
         problems.append("unknown sample rate")
-    return dg.AssetCheckResult(
-        check_name=RECORDING_DECODABLE,
-        passed=not problems,
-        metadata={
+    return _result(
+        RECORDING_DECODABLE,
+        f"recording not usable: {'; '.join(problems)}" if problems else None,
+        {
             "duration_s": probe.duration_s,
             "channels": probe.channels,
             "problems": "; ".join(problems) or "none",
         },
+        f"{probe.duration_s:.1f} s, {probe.channels} channel(s), {probe.sample_rate} Hz",
     )
 
 
@@ -57,19 +145,27 @@ def check_transcript_coverage(
         for i, regions in enumerate(regions_by_channel)
     )
     coverage = covered / speech if speech else 1.0
-    passed = speech > 0 and coverage >= MIN_SPEECH_COVERAGE
-    return dg.AssetCheckResult(
-        check_name=TRANSCRIPT_COVERS_SPEECH,
-        passed=passed,
-        metadata={
+    if speech == 0:
+        problem = "no speech detected"
+    elif coverage < MIN_SPEECH_COVERAGE:
+        problem = "transcript misses detected speech"
+    else:
+        problem = None
+    measured = (
+        f"{coverage:.0%} of {speech:.1f} s of detected speech is transcribed "
+        f"(at least {MIN_SPEECH_COVERAGE:.0%} required)"
+    )
+    return _result(
+        TRANSCRIPT_COVERS_SPEECH,
+        problem,
+        {
             "speech_s": round(speech, 2),
             "covered_s": round(covered, 2),
             "coverage": round(coverage, 3),
             "min_coverage": MIN_SPEECH_COVERAGE,
-            "problem": "no speech detected"
-            if speech == 0
-            else ("none" if passed else "transcript misses detected speech"),
         },
+        measured,
+        failed_detail=measured if speech else None,
     )
 
 
@@ -79,60 +175,49 @@ def check_roles(
     spoke = {role for role, secs in speech_s_by_role.items() if secs >= MIN_SPEECH_S}
     present = diarized.roles_present()
     missing = sorted(spoke - present)
-    return dg.AssetCheckResult(
-        check_name=BOTH_ROLES_PRESENT,
-        passed=not missing,
-        # A mono heuristic cannot know who spoke: warn instead of blocking the call.
-        severity=dg.AssetCheckSeverity.ERROR
-        if diarized.method.startswith("stereo")
-        else dg.AssetCheckSeverity.WARN,
-        metadata={
+    return _result(
+        BOTH_ROLES_PRESENT,
+        f"no transcript lines for role(s) that spoke: {', '.join(missing)}" if missing else None,
+        {
             "roles_with_speech": ", ".join(sorted(spoke)) or "none",
             "roles_in_transcript": ", ".join(sorted(present)) or "none",
             "missing": ", ".join(missing) or "none",
             "method": diarized.method,
         },
+        f"roles in the transcript: {', '.join(sorted(present)) or 'none'} ({diarized.method})",
+        # A mono heuristic cannot know who spoke: warn instead of blocking the call.
+        severity=dg.AssetCheckSeverity.ERROR
+        if diarized.method.startswith("stereo")
+        else dg.AssetCheckSeverity.WARN,
+    )
+
+
+def schema_check_result(errors: list[str]) -> dg.AssetCheckResult:
+    return _result(
+        ANALYSIS_MATCHES_SCHEMA,
+        f"{len(errors)} schema error(s), first: {errors[0]}" if errors else None,
+        {"errors": len(errors), "first_errors": "\n".join(errors[:5]) or "none"},
+        "the record matches the published analysis schema",
+    )
+
+
+def rules_check_result(problems: list[str]) -> dg.AssetCheckResult:
+    return _result(
+        ANALYSIS_BUSINESS_RULES,
+        f"{len(problems)} rule violation(s): {'; '.join(problems[:3])}" if problems else None,
+        {"violations": len(problems), "details": "\n".join(problems[:10]) or "none"},
+        "criteria, scale, evidence quotes and weighted total all check out",
     )
 
 
 def check_analysis_schema(record: dict) -> dg.AssetCheckResult:
-    errors = schema_errors(record, published_schema())
-    return dg.AssetCheckResult(
-        check_name=ANALYSIS_MATCHES_SCHEMA,
-        passed=not errors,
-        metadata={"errors": len(errors), "first_errors": "\n".join(errors[:5]) or "none"},
-    )
+    return schema_check_result(schema_errors(record, published_schema()))
 
 
 def analysis_rule_violations(record: dict, preset: Preset) -> list[str]:
     """The business rules, re-checked on the stored record itself (not the scorer output)."""
-    scores = record.get("scores", {})
-    criteria = {c.get("id"): c for c in scores.get("criteria", [])}
-    problems = coverage_problems([str(cid) for cid in criteria], preset)
-    missing = any(p.startswith("missing") for p in problems)
-    transcript = "\n".join(
-        s.get("text", "") for s in record.get("transcript", {}).get("segments", [])
-    )
-    for cid, c in criteria.items():
-        score = c.get("score")
-        if not isinstance(score, int) or not preset.scale.min <= score <= preset.scale.max:
-            problems.append(f"{cid}: score {score!r} outside {preset.scale.min}-{preset.scale.max}")
-        for ev in c.get("evidence", []):
-            if not quote_found(ev.get("quote", ""), transcript):
-                problems.append(f"{cid}: evidence not in transcript: {ev.get('quote')!r}")
-    if not missing and not any("outside" in p for p in problems):
-        expected = weighted_total(
-            {cid: criteria[cid]["score"] for cid in preset.criterion_ids}, preset
-        )
-        if abs(expected - scores.get("total", -1)) > 0.05:
-            problems.append(f"total {scores.get('total')} != weighted total {expected}")
-    return problems
+    return validate_record(record, preset).rules
 
 
 def check_analysis_rules(record: dict, preset: Preset) -> dg.AssetCheckResult:
-    problems = analysis_rule_violations(record, preset)
-    return dg.AssetCheckResult(
-        check_name=ANALYSIS_BUSINESS_RULES,
-        passed=not problems,
-        metadata={"violations": len(problems), "details": "\n".join(problems[:10]) or "none"},
-    )
+    return rules_check_result(analysis_rule_violations(record, preset))

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from callqa.keys import TENANT_RE
+from callqa.calls.keys import TENANT_RE
 
 Role = Literal["operator", "customer"]
 SLUG_PATTERN = TENANT_RE.pattern
@@ -41,10 +41,18 @@ class Criterion(_Strict):
 
 
 class SpeechSettings(_Strict):
+    provider: Literal["whisper", "openai"] = Field(
+        "whisper",
+        description=(
+            "whisper: faster-whisper on this machine; openai: an OpenAI-compatible "
+            "transcription API (endpoint and key from CALLQA_STT_API_BASE / _KEY)."
+        ),
+    )
     model: str = Field(
         "tiny.en",
         description="faster-whisper model name or path; 'tiny.en' is the bundled offline model.",
     )
+    api_model: str = Field("whisper-1", description="Model name sent to a transcription API.")
     language: str | None = "en"
     beam_size: int = Field(5, ge=1, le=20)
 
@@ -61,6 +69,10 @@ class Preset(_Strict):
     description: str = ""
     scale: Scale = Scale()
     criteria: list[Criterion] = Field(min_length=1)
+    scorer: Literal["rules", "llm"] = Field(
+        "rules",
+        description="rules: offline keyword rules (default rubric only); llm: the llm settings.",
+    )
     speech: SpeechSettings = SpeechSettings()
     llm: LLMSettings = LLMSettings()
     prompt_template: str = Field(

@@ -6,7 +6,6 @@ The bundled files live next to this module; `CALLQA_CONFIG_DIR` points at a fold
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -16,7 +15,7 @@ from pydantic import ValidationError
 
 from callqa.config.models import Preset, Tenant
 from callqa.errors import ConfigError
-from callqa.settings import CONFIG_DIR_ENV
+from callqa.settings import config_dir
 
 BUNDLED_DIR = Path(__file__).parent / "files"
 
@@ -92,5 +91,4 @@ def load_registry(config_dir: Path | None = None) -> Registry:
 
 @cache
 def default_registry() -> Registry:
-    override = os.environ.get(CONFIG_DIR_ENV)
-    return load_registry(Path(override) if override else None)
+    return load_registry(config_dir())

@@ -29,13 +29,10 @@ def load_manifest() -> list[dict]:
 def _instance():
     import dagster as dg
 
-    home = settings.dagster_home()
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        # Dagster's defaults (SQLite storage inside this folder), offline: no telemetry.
-        config.write_text("telemetry:\n  enabled: false\n")
-    os.environ["DAGSTER_HOME"] = str(home)
+    from callqa.instance import ensure_dagster_home
+
+    # The local instance (SQLite storage in DAGSTER_HOME), as `./dev ui` opens it.
+    os.environ["DAGSTER_HOME"] = str(ensure_dagster_home())
     return dg.DagsterInstance.get()
 
 
@@ -43,22 +40,23 @@ def _evaluate_sensor(instance):
     import dagster as dg
 
     from callqa.resources import WarehouseResource
-    from callqa.sensors.staged_calls import staged_calls_sensor
+    from callqa.sensors.staged_calls import build_staged_calls_sensor
 
     # No cursor: every call still in status 'staged' is due, as on a sensor's first tick.
     with dg.build_sensor_context(
         instance=instance, resources={"warehouse": WarehouseResource()}
     ) as context:
-        return staged_calls_sensor(context)
+        return build_staged_calls_sensor()(context)
 
 
 def run_demo(force: bool = False, out=print) -> int:
     from callqa.config.registry import default_registry
-    from callqa.definitions import defs
-    from callqa.intake import StagedFile, stage_files
+    from callqa.crm.file_drop import StagedFile, stage_files
+    from callqa.definitions import defs as load_defs
     from callqa.storage.warehouse import Warehouse
 
     started = time.perf_counter()
+    defs = load_defs()
     tenant = default_registry().tenant(TENANT)
     warehouse = Warehouse.from_url(settings.database_url())
     warehouse.upsert_tenant(tenant.id, tenant.name, tenant.model_dump(mode="json"))
@@ -128,7 +126,7 @@ def run_demo(force: bool = False, out=print) -> int:
 
 
 def _print_results(warehouse, manifest: list[dict], out) -> None:
-    from callqa.analysis import weakest_index
+    from callqa.calls.record import weakest_index
 
     out(f"\n{'call':<10} {'operator':<8} {'duration':>8} {'total':>6}  weakest criterion")
     for m in manifest:

@@ -1,21 +1,8 @@
-"""Dagster resources: swap storage, speech-to-text and scoring by configuration."""
+"""Dagster resources: storage, speech-to-text and scoring, swapped by configuration."""
 
 from callqa.resources.audio_store import AudioStoreResource
-from callqa.resources.scorers import LLMScorerResource, RulesScorerResource, ScorerResource
-from callqa.resources.speech import (
-    OpenAITranscriptionResource,
-    SpeechToTextResource,
-    WhisperResource,
-)
+from callqa.resources.scorers import ScorerResource
+from callqa.resources.speech import SpeechToTextResource
 from callqa.resources.warehouse import WarehouseResource
 
-__all__ = [
-    "AudioStoreResource",
-    "LLMScorerResource",
-    "OpenAITranscriptionResource",
-    "RulesScorerResource",
-    "ScorerResource",
-    "SpeechToTextResource",
-    "WarehouseResource",
-    "WhisperResource",
-]
+__all__ = ["AudioStoreResource", "ScorerResource", "SpeechToTextResource", "WarehouseResource"]

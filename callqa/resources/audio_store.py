@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 import dagster as dg
@@ -27,9 +29,7 @@ class AudioStoreResource(dg.ConfigurableResource):
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{sha256}{suffix.lower()}"
         if not path.exists():
-            tmp = path.with_suffix(path.suffix + ".part")
-            tmp.write_bytes(data)
-            tmp.replace(path)  # atomic: a reader never sees half a file
+            _write_atomically(path, data)
         return path.as_uri()
 
     def get(self, tenant: str, uri: str) -> bytes:
@@ -43,3 +43,28 @@ class AudioStoreResource(dg.ConfigurableResource):
         if not path.is_file():
             raise AudioError(f"{uri}: recording missing from the audio store")
         return path.read_bytes()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write `path` so that a reader sees either no file or all of `data`.
+
+    Each writer fills its own temp file in the same folder (so concurrent writers of one
+    recording never share one), syncs it to disk, then renames it over `path` in one step.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # mode as umask allows
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if os.name == "posix":  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

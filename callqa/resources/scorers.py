@@ -5,28 +5,21 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from callqa.scoring.llm import LLMScorer
-from callqa.scoring.rules import RulesScorer
+from callqa.calls.backends import ScorerBackends
+from callqa.config.models import Preset
+from callqa.scoring.base import Scorer
 
 
 class ScorerResource(dg.ConfigurableResource):
-    """Anything with `get_scorer()` returning an object with `score(diarized, preset, category)`."""
+    """Scoring for each call: the call's preset picks rules or an LLM (and which model);
+    the fields here are the deployment's endpoint and key, and operator overrides."""
 
-    def get_scorer(self) -> RulesScorer | LLMScorer:
-        raise NotImplementedError
-
-
-class RulesScorerResource(ScorerResource):
-    """Deterministic keyword rules for the default rubric: offline, no API key."""
-
-    def get_scorer(self) -> RulesScorer:
-        return RulesScorer()
-
-
-class LLMScorerResource(ScorerResource):
-    """Any litellm model: OpenAI, OpenRouter, Anthropic, Ollama, vLLM, local servers."""
-
-    model: str | None = Field(None, description="litellm model string; unset = the preset's")
+    scorer: str | None = Field(
+        None, description="Override every preset's scorer (CALLQA_SCORER); unset = the preset's"
+    )
+    model: str | None = Field(
+        None, description="Override the preset's litellm model (CALLQA_LLM_MODEL)"
+    )
     api_base: str | None = Field(None, description="OpenAI-compatible endpoint, if not default")
     api_key: str | None = Field(
         None, description="Set with dg.EnvVar; unset = the provider's usual environment variable"
@@ -36,11 +29,12 @@ class LLMScorerResource(ScorerResource):
         "json_schema", description="json_object for providers without JSON-schema output"
     )
 
-    def get_scorer(self) -> LLMScorer:
-        return LLMScorer(
+    def for_preset(self, preset: Preset) -> Scorer:
+        return ScorerBackends(
+            scorer=self.scorer,
             model=self.model,
             api_base=self.api_base,
             api_key=self.api_key,
             timeout_s=self.timeout_s,
             response_format=self.response_format,
-        )
+        ).for_preset(preset)

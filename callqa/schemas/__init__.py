@@ -9,7 +9,7 @@ SCHEMA_DIR = Path(__file__).parent
 
 
 def generated_schemas() -> dict[str, dict]:
-    from callqa.analysis import generated_schema
+    from callqa.calls.record import generated_schema
     from callqa.config.models import Preset, Tenant
 
     return {

@@ -12,12 +12,12 @@ import time
 from collections.abc import Iterable
 
 from callqa.config.models import Preset
-from callqa.diarization import DiarizedSegment, DiarizedTranscript
 from callqa.errors import ScoringError
 from callqa.scoring.evidence import normalize
 from callqa.scoring.outcome import Attempt, ScoringOutcome
 from callqa.scoring.output import CriterionResult, Evidence, Pattern, ScorerOutput
 from callqa.scoring.validation import rule_violations
+from callqa.speech.diarization import DiarizedSegment, DiarizedTranscript
 
 SCORER_NAME = "rules"
 RULES_VERSION = "rules-v1"
@@ -250,7 +250,7 @@ def score_with_rules(diarized: DiarizedTranscript, preset: Preset) -> ScoringOut
     output = ScorerOutput(
         criteria=criteria, summary=summary, recommendations=recommendations, patterns=patterns
     )
-    problems = rule_violations(output, preset, diarized.as_text())
+    problems = rule_violations(output, preset, diarized.spoken_text())
     attempt = Attempt(
         attempt=1,
         scorer=SCORER_NAME,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
 from callqa.config.models import Preset
 from callqa.scoring.evidence import quote_found
 from callqa.scoring.output import ScorerOutput, response_schema
+from callqa.scoring.rubric import weighted_total
 
 
 def schema_errors(instance: object, schema: dict) -> list[str]:
@@ -44,18 +47,47 @@ def _scored_ids(data: object) -> list[str] | None:
     return [c["id"] for c in items if isinstance(c, dict) and isinstance(c.get("id"), str)]
 
 
-def rule_violations(output: ScorerOutput, preset: Preset, transcript_text: str) -> list[str]:
-    """Business rules every scored call must satisfy."""
-    problems = coverage_problems([c.id for c in output.criteria], preset)
-    for c in output.criteria:
-        if not preset.scale.min <= c.score <= preset.scale.max:
+def business_rule_violations(
+    criteria: Sequence[Mapping[str, Any]],
+    preset: Preset,
+    transcript_text: str,
+    total: float | None = None,
+) -> list[str]:
+    """The business rules of a scored call, in one place: the scorers apply them to their
+    output and the `analysis_business_rules` check re-applies them to the stored record.
+
+    `criteria` are dicts with `id`, `score` and `evidence` (`quote`, `start`);
+    `transcript_text` is the spoken words only (no speaker labels or timestamps, so a
+    quote of "operator" is not found in a label); `total`, when given, must equal the
+    weighted total computed from the scores.
+    """
+    ids = [str(c.get("id")) for c in criteria]
+    problems = coverage_problems(ids, preset)
+    in_scale = True
+    for c in criteria:
+        cid, score = c.get("id"), c.get("score")
+        if not isinstance(score, int) or not preset.scale.min <= score <= preset.scale.max:
+            in_scale = False
             problems.append(
-                f"{c.id}: score {c.score} outside scale {preset.scale.min}-{preset.scale.max}"
+                f"{cid}: score {score!r} outside scale {preset.scale.min}-{preset.scale.max}"
             )
-        for ev in c.evidence:
-            if not quote_found(ev.quote, transcript_text):
-                problems.append(f"{c.id}: evidence quote not found in transcript: {ev.quote!r}")
+        for ev in c.get("evidence") or []:
+            if not quote_found(ev.get("quote", ""), transcript_text):
+                problems.append(
+                    f"{cid}: evidence quote not found in transcript: {ev.get('quote')!r}"
+                )
+    if total is not None and in_scale and not problems:
+        expected = weighted_total({c["id"]: c["score"] for c in criteria}, preset)
+        if abs(expected - total) > 0.05:
+            problems.append(f"total {total} != weighted total {expected}")
     return problems
+
+
+def rule_violations(output: ScorerOutput, preset: Preset, transcript_text: str) -> list[str]:
+    """Business rules on a scorer's reply (see `business_rule_violations`)."""
+    return business_rule_violations(
+        [c.model_dump() for c in output.criteria], preset, transcript_text
+    )
 
 
 def parse_output(

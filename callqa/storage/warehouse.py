@@ -1,20 +1,22 @@
 """The warehouse: idempotent reads and writes of callqa's tables, on SQLite or PostgreSQL.
 
-Every query is scoped to one tenant; no method reads or writes across tenants except
-`staged_calls_to_process`, which returns each row with its own tenant.
+Every query is scoped to one tenant; the two methods the sensors use across tenants
+(`staged_calls_after`, `latest_analysis_times`) return each row with its own tenant.
+All of callqa's SQL lives in this package: assets and sensors call these methods.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from callqa.analysis import weakest_index
+from callqa.calls.record import weakest_index
 from callqa.storage import tables as t
+from callqa.storage import views
 
 ALL_OPERATORS = "*"
 _MIGRATED: set[str] = set()  # database URLs brought to the head revision by this process
@@ -58,6 +60,20 @@ def _upsert(
     stmt = insert(table)
     updates = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
     conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=updates), list(rows))
+
+
+def _insert_if_absent(conn: sa.Connection, table: sa.Table, row: dict, keys: Sequence[str]) -> bool:
+    """INSERT … ON CONFLICT (keys) DO NOTHING, on both dialects; True if the row was new."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise NotImplementedError(f"unsupported database dialect {conn.dialect.name!r}")
+    stmt = insert(table).values(row).on_conflict_do_nothing(index_elements=list(keys))
+    if conn.dialect.insert_returning:  # a row comes back only if one was inserted
+        return conn.execute(stmt.returning(*table.primary_key.columns)).first() is not None
+    return conn.execute(stmt).rowcount == 1  # SQLite before 3.35: sqlite3_changes()
 
 
 def _as_utc(value: datetime | None) -> datetime | None:
@@ -112,30 +128,22 @@ class Warehouse:
     ) -> bool:
         """Stage a call once; return False if it was already staged (its state is kept)."""
         now = utcnow()
+        row = {
+            "tenant": tenant,
+            "external_id": external_id,
+            "source": source,
+            "source_uri": source_uri,
+            "category": category,
+            "operator": operator,
+            "started_at": started_at,
+            "status": "staged",
+            "error": None,
+            "staged_at": now,
+            "updated_at": now,
+        }
+        # One atomic statement, so concurrent stagers of the same call cannot both insert it.
         with self.engine.begin() as conn:
-            exists = conn.execute(
-                sa.select(t.staged_calls.c.id).where(
-                    t.staged_calls.c.tenant == tenant, t.staged_calls.c.external_id == external_id
-                )
-            ).first()
-            if exists:
-                return False
-            conn.execute(
-                t.staged_calls.insert().values(
-                    tenant=tenant,
-                    external_id=external_id,
-                    source=source,
-                    source_uri=source_uri,
-                    category=category,
-                    operator=operator,
-                    started_at=started_at,
-                    status="staged",
-                    error=None,
-                    staged_at=now,
-                    updated_at=now,
-                )
-            )
-            return True
+            return _insert_if_absent(conn, t.staged_calls, row, ["tenant", "external_id"])
 
     def staged_call(self, tenant: str, external_id: str) -> dict | None:
         with self.engine.connect() as conn:
@@ -159,6 +167,63 @@ class Warehouse:
             query = query.where(t.staged_calls.c.status.in_(list(statuses)))
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query.order_by(t.staged_calls.c.id)).mappings()]
+
+    def retry_failed(self, tenant: str, external_ids: Iterable[str] | None = None) -> list[str]:
+        """Put a tenant's failed calls (all, or those named) back in the queue.
+
+        Each gets a new staging id in the same transaction, so the staged-calls sensor,
+        whose cursor is the highest id it has handed to a run, picks it up again on its
+        next tick. Everything else about the call (source, operator, ...) is kept.
+        """
+        table = t.staged_calls
+        query = sa.select(table).where(table.c.tenant == tenant, table.c.status == "failed")
+        if external_ids is not None:
+            query = query.where(table.c.external_id.in_(list(external_ids)))
+        now = utcnow()
+        with self.engine.begin() as conn:
+            rows = [dict(r) for r in conn.execute(query.order_by(table.c.id)).mappings()]
+            if rows:
+                old_ids = [r["id"] for r in rows]
+                # Insert the new rows before deleting the old ones: SQLite hands out
+                # max(id) + 1, which would reuse the old id if it were deleted first. The
+                # old rows step out of the (tenant, external_id) key for that moment.
+                conn.execute(
+                    table.update()
+                    .where(table.c.id.in_(old_ids))
+                    .values(external_id=sa.literal("#") + sa.cast(table.c.id, sa.String))
+                )
+                conn.execute(
+                    table.insert(),
+                    [
+                        {
+                            **{k: v for k, v in r.items() if k != "id"},
+                            "status": "staged",
+                            "error": None,
+                            "updated_at": now,
+                        }
+                        for r in rows
+                    ],
+                )
+                conn.execute(table.delete().where(table.c.id.in_(old_ids)))
+        return [r["external_id"] for r in rows]
+
+    def staged_calls_after(self, last_id: int, tenants: list[str], limit: int) -> list[dict]:
+        """Calls still waiting in status 'staged' with an id above `last_id` (a sensor's cursor),
+        for the given tenants, oldest first; each row carries its own tenant."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    t.staged_calls.c.id, t.staged_calls.c.tenant, t.staged_calls.c.external_id
+                )
+                .where(
+                    t.staged_calls.c.id > last_id,
+                    t.staged_calls.c.tenant.in_(tenants),
+                    t.staged_calls.c.status == "staged",
+                )
+                .order_by(t.staged_calls.c.id)
+                .limit(limit)
+            ).mappings()
+            return [dict(r) for r in rows]
 
     def set_staged_status(
         self, tenant: str, external_ids: Iterable[str], status: str, error: str | None = None
@@ -324,6 +389,16 @@ class Warehouse:
                 )
             ).scalar_one_or_none()
 
+    def latest_analysis_times(self) -> dict[str, datetime]:
+        """When each tenant's analyses last changed (what the aggregates sensor watches)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.analyses.c.tenant, sa.func.max(t.analyses.c.updated_at)).group_by(
+                    t.analyses.c.tenant
+                )
+            ).all()
+        return {tenant: ts for tenant, ts in rows}
+
     def analyses_frame(self, tenant: str):
         import pandas as pd
 
@@ -411,4 +486,164 @@ class Warehouse:
                         t.daily_criterion_aggregates.c.criterion,
                     )
                 ).mappings()
+            ]
+
+    # tenant report -------------------------------------------------------------------------
+    @staticmethod
+    def _in_range(column: sa.ColumnElement, date_from: date | None, date_to: date | None) -> list:
+        """Conditions for an inclusive day range; an open end adds none."""
+        return [
+            *([column >= date_from] if date_from is not None else []),
+            *([column <= date_to] if date_to is not None else []),
+        ]
+
+    def report_analyses(
+        self,
+        tenant: str,
+        date_from: date | None = None,
+        date_to: date | None = None,
+        *,
+        external_ids: Iterable[str] | None = None,
+        batch_size: int = 500,
+    ) -> Iterator[dict]:
+        """A tenant's analyses with their full records, call day within [date_from, date_to]
+        (and, given `external_ids`, only those calls), oldest first. Streamed in batches, so a
+        report over many calls keeps little in memory; the connection stays open until the
+        iterator is exhausted or closed."""
+        a = t.analyses
+        only = [] if external_ids is None else [a.c.external_id.in_(list(external_ids))]
+        query = (
+            sa.select(
+                a.c.external_id,
+                a.c.call_day,
+                a.c.operator,
+                a.c.category,
+                a.c.total,
+                a.c.weakest_criterion,
+                a.c.summary,
+                a.c.cost_usd,
+                a.c.record,
+            )
+            .where(a.c.tenant == tenant, *self._in_range(a.c.call_day, date_from, date_to), *only)
+            .order_by(a.c.call_day, a.c.external_id)
+        )
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=batch_size).execute(query).mappings()
+            for row in result:
+                yield dict(row)
+
+    def report_daily_aggregates(
+        self, tenant: str, date_from: date | None = None, date_to: date | None = None
+    ) -> list[dict]:
+        """`daily_aggregates` rows (team '*' and per operator) with day within the range."""
+        d = t.daily_aggregates
+        query = (
+            sa.select(
+                d.c.day, d.c.operator, d.c.calls, d.c.mean_total, d.c.cost_usd, d.c.updated_at
+            )
+            .where(d.c.tenant == tenant, *self._in_range(d.c.day, date_from, date_to))
+            .order_by(d.c.day, d.c.operator)
+        )
+        with self.engine.connect() as conn:
+            return [
+                {**r, "updated_at": _as_utc(r["updated_at"])}
+                for r in conn.execute(query).mappings()
+            ]
+
+    def report_daily_criterion_aggregates(
+        self, tenant: str, date_from: date | None = None, date_to: date | None = None
+    ) -> list[dict]:
+        """`daily_criterion_aggregates` rows (team '*' and per operator) within the range."""
+        d = t.daily_criterion_aggregates
+        query = (
+            sa.select(d.c.day, d.c.operator, d.c.criterion, d.c.calls, d.c.mean_score)
+            .where(d.c.tenant == tenant, *self._in_range(d.c.day, date_from, date_to))
+            .order_by(d.c.day, d.c.operator, d.c.criterion)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    # analyst views (migration 0002; columns in docs/data-dictionary.md) ---------------------
+    def call_scores(
+        self, tenant: str, date_from: date | None = None, date_to: date | None = None
+    ) -> list[dict]:
+        """`call_scores` rows (one per analysed call, a column per sales-default criterion)
+        with call day within [date_from, date_to] (an open end is unbounded), oldest first."""
+        cs = views.call_scores
+        query = sa.select(cs).where(cs.c.tenant == tenant)
+        if date_from is not None:
+            query = query.where(cs.c.call_day >= date_from)
+        if date_to is not None:
+            query = query.where(cs.c.call_day <= date_to)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(cs.c.call_day, cs.c.external_id)).mappings()
+            return [
+                {
+                    **r,
+                    "started_at": _as_utc(r["started_at"]),
+                    "analysed_at": _as_utc(r["analysed_at"]),
+                }
+                for r in rows
+            ]
+
+    def other_criterion_scores(
+        self, tenant: str, date_from: date | None = None, date_to: date | None = None
+    ) -> list[dict]:
+        """Scores of the criteria that have no column in `call_scores` (criteria of presets
+        other than sales-default): external_id, criterion, score, for the same calls."""
+        s, a = t.criterion_scores, t.analyses
+        query = (
+            sa.select(s.c.external_id, s.c.criterion, s.c.score)
+            .join(a, sa.and_(a.c.tenant == s.c.tenant, a.c.external_id == s.c.external_id))
+            .where(s.c.tenant == tenant, s.c.criterion.not_in(views.WIDE_CRITERIA))
+        )
+        if date_from is not None:
+            query = query.where(a.c.call_day >= date_from)
+        if date_to is not None:
+            query = query.where(a.c.call_day <= date_to)
+        with self.engine.connect() as conn:
+            return [
+                dict(r)
+                for r in conn.execute(query.order_by(s.c.external_id, s.c.criterion)).mappings()
+            ]
+
+    # backfills -----------------------------------------------------------------------------
+    def calls_for_backfill(
+        self,
+        tenant: str,
+        *,
+        day_from: date | None = None,
+        day_to: date | None = None,
+        operators: Iterable[str] | None = None,
+        statuses: Iterable[str] | None = None,
+    ) -> list[dict]:
+        """A tenant's calls to re-process, oldest first: every call the warehouse knows
+        (`staged_calls`, in any state), filtered by call day (its start time, or when it was
+        staged if that is unknown; UTC, both ends inclusive), operator and staging status.
+        Each row: external_id, operator, status, error, started_at, staged_at."""
+        from datetime import timedelta
+
+        s = t.staged_calls
+        when = sa.func.coalesce(s.c.started_at, s.c.staged_at)
+        query = sa.select(
+            s.c.external_id, s.c.operator, s.c.status, s.c.error, s.c.started_at, s.c.staged_at
+        ).where(s.c.tenant == tenant)
+        if day_from is not None:
+            query = query.where(when >= datetime.combine(day_from, datetime.min.time(), UTC))
+        if day_to is not None:
+            end = datetime.combine(day_to + timedelta(days=1), datetime.min.time(), UTC)
+            query = query.where(when < end)
+        if operators is not None:
+            query = query.where(s.c.operator.in_(list(operators)))
+        if statuses is not None:
+            query = query.where(s.c.status.in_(list(statuses)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(when, s.c.id)).mappings()
+            return [
+                {
+                    **r,
+                    "started_at": _as_utc(r["started_at"]),
+                    "staged_at": _as_utc(r["staged_at"]),
+                }
+                for r in rows
             ]

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from callqa.audio import SAMPLE_RATE, DecodedAudio
 from callqa.errors import TranscriptionError
-from callqa.speech import transcribe_channels
-from callqa.transcription import ChannelTranscript, Segment, Transcript, Word
+from callqa.speech.audio import SAMPLE_RATE, DecodedAudio
+from callqa.speech.transcript import ChannelTranscript, Segment, Transcript, Word
+from callqa.speech.whisper import transcribe_channels
 
 
 def wav_bytes(samples: np.ndarray) -> bytes:
@@ -95,6 +95,10 @@ class OpenAITranscriber:
         return ChannelTranscript(
             channel=channel, language=payload.get("language"), segments=segments
         )
+
+    @property
+    def label(self) -> str:
+        return self.model
 
     def transcribe(self, audio: DecodedAudio) -> Transcript:
         return transcribe_channels(audio, self.model, self.transcribe_channel)

@@ -6,6 +6,7 @@ URLs and file names, so the key alone identifies a call in every store.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import NamedTuple
 
@@ -14,6 +15,7 @@ from callqa.errors import PartitionKeyError
 SEPARATOR = "__"
 TENANT_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 EXTERNAL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,127}$")
+HASH_LEN = 8  # hex digits of sha256 that `external_id_from_name` appends to cleaned names
 
 
 class CallKey(NamedTuple):
@@ -47,6 +49,16 @@ def parse_key(partition_key: str) -> CallKey:
 
 
 def external_id_from_name(name: str) -> str:
-    """Turn a file name (or any label) into a valid external call id."""
-    cleaned = re.sub(r"[^A-Za-z0-9.-]+", "-", name).strip("-.")[:128]
-    return cleaned or "call"
+    """Turn a file name (or any label) into a valid external call id.
+
+    A name that already is a valid id is kept as it is. Otherwise the characters an id cannot
+    hold are replaced and a short hash of the original name is appended (`call 1` ->
+    `call-1-<8 hex>`), so the same name always gets the same id and two names that clean to
+    the same text (`call 1`, `call_1`; `звонок`, `通话`) still get different ids.
+    """
+    if EXTERNAL_ID_RE.fullmatch(name) and SEPARATOR not in name:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:HASH_LEN]
+    limit = 128 - HASH_LEN - 1
+    cleaned = re.sub(r"[^A-Za-z0-9.-]+", "-", name).strip("-.")[:limit].rstrip("-.")
+    return f"{cleaned or 'call'}-{digest}"

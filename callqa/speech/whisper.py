@@ -7,18 +7,15 @@ model folder can be configured instead.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from callqa.audio import DecodedAudio, is_silent, speech_regions
-from callqa.config.models import SpeechSettings
 from callqa.errors import ConfigError
-from callqa.settings import WHISPER_COMPUTE_TYPE_ENV, WHISPER_DEVICE_ENV, WHISPER_MODEL_ENV
-from callqa.transcription import ChannelTranscript, Segment, Transcript, Word
+from callqa.speech.audio import DecodedAudio, is_silent, speech_regions
+from callqa.speech.transcript import ChannelTranscript, Segment, Transcript, Word
 
 BUNDLED_MODEL = "tiny.en"
 
@@ -32,17 +29,6 @@ class WhisperSettings:
     language: str | None = "en"
     cpu_threads: int = 0  # 0 = let CTranslate2 decide
     vad_filter: bool = True  # skips the other party's silence on a stereo channel
-
-
-def settings_from_env(preset: SpeechSettings, model: str | None = None) -> WhisperSettings:
-    """Preset settings, overridden by CALLQA_WHISPER_* variables, then by `model`."""
-    return WhisperSettings(
-        model=model or os.environ.get(WHISPER_MODEL_ENV) or preset.model,
-        device=os.environ.get(WHISPER_DEVICE_ENV) or "cpu",
-        compute_type=os.environ.get(WHISPER_COMPUTE_TYPE_ENV) or "int8",
-        beam_size=preset.beam_size,
-        language=preset.language,
-    )
 
 
 def resolve_model(model: str) -> str:
@@ -136,3 +122,17 @@ def transcribe(audio: DecodedAudio, settings: WhisperSettings) -> Transcript:
         settings.model,
         lambda samples, channel: transcribe_channel(samples, channel, settings),
     )
+
+
+@dataclass(frozen=True)
+class WhisperTranscriber:
+    """`SpeechToText` with faster-whisper; the model is loaded once per process."""
+
+    settings: WhisperSettings
+
+    @property
+    def label(self) -> str:
+        return self.settings.model
+
+    def transcribe(self, audio: DecodedAudio) -> Transcript:
+        return transcribe(audio, self.settings)

@@ -9,12 +9,11 @@ both time and size are bounded.
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 from urllib.parse import urljoin, urlsplit
 
 from callqa.errors import AudioError
-from callqa.settings import ALLOW_PRIVATE_URLS_ENV
+from callqa.settings import ALLOW_PRIVATE_URLS_ENV, allow_private_urls
 
 MAX_BYTES = 200 * 1024 * 1024  # ~3.5 h of 16-bit 8 kHz stereo WAV
 CONNECT_TIMEOUT_S = 5
@@ -59,7 +58,7 @@ def _check_host(url: str, allow_private: bool) -> None:
 
 
 def private_urls_allowed() -> bool:
-    return os.environ.get(ALLOW_PRIVATE_URLS_ENV, "").lower() in ("1", "true", "yes")
+    return allow_private_urls()
 
 
 def fetch_url(

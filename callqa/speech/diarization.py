@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from callqa.config.models import ChannelMap, Role
-from callqa.transcription import Segment, Transcript, split_on_pauses
+from callqa.speech.transcript import Segment, Transcript, split_on_pauses
 
 ROLES: tuple[Role, Role] = ("operator", "customer")
 # A pause this long in a mono recording is taken as a change of speaker.
@@ -61,6 +61,10 @@ class DiarizedTranscript(BaseModel):
     def roles_present(self) -> set[str]:
         return {s.speaker for s in self.segments if s.text.strip()}
 
+    def spoken_text(self) -> str:
+        """The words only, one segment per line: what evidence quotes are checked against."""
+        return "\n".join(s.text for s in self.segments)
+
     def as_text(self) -> str:
         return "\n".join(f"[{s.start:.1f}] {s.speaker}: {s.text}" for s in self.segments)
 
@@ -108,22 +112,46 @@ def _utterances(segments: list[Segment]) -> list[Segment]:
     return joined
 
 
-def assign_roles(transcript: Transcript, channel_map: ChannelMap) -> DiarizedTranscript:
-    if len(transcript.channels) == 2:
-        method = "stereo-channel-map"
+def _diarized(method: str, transcript: Transcript, segments: list[DiarizedSegment]):
+    segments.sort(key=lambda s: (s.start, s.end))
+    return DiarizedTranscript(
+        method=method,
+        language=transcript.language,
+        duration_s=transcript.duration_s,
+        segments=segments,
+        metrics=conversation_metrics(segments, transcript.duration_s),
+    )
+
+
+class ChannelMapDiarizer:
+    """Stereo: one party per channel (the usual telephony export), roles from the map."""
+
+    method = "stereo-channel-map"
+
+    def __init__(self, channel_map: ChannelMap) -> None:
+        self.channel_map = channel_map
+
+    def diarize(self, transcript: Transcript) -> DiarizedTranscript:
         segments = [
             DiarizedSegment(
                 start=s.start,
                 end=s.end,
-                speaker=channel_map.role_of(ch.channel),
+                speaker=self.channel_map.role_of(ch.channel),
                 text=s.text.strip(),
                 channel=ch.channel,
             )
             for ch in transcript.channels
             for s in _utterances(ch.segments)
         ]
-    else:
-        method = "mono-pause-heuristic"
+        return _diarized(self.method, transcript, segments)
+
+
+class PauseHeuristicDiarizer:
+    """Mono: a basic, clearly labelled heuristic (a long pause switches the speaker)."""
+
+    method = "mono-pause-heuristic"
+
+    def diarize(self, transcript: Transcript) -> DiarizedTranscript:
         segments = []
         role_index = 0  # the operator usually speaks first on a business line
         previous_end: float | None = None
@@ -138,14 +166,19 @@ def assign_roles(transcript: Transcript, channel_map: ChannelMap) -> DiarizedTra
                 )
             )
             previous_end = s.end
-    segments.sort(key=lambda s: (s.start, s.end))
-    return DiarizedTranscript(
-        method=method,
-        language=transcript.language,
-        duration_s=transcript.duration_s,
-        segments=segments,
-        metrics=conversation_metrics(segments, transcript.duration_s),
-    )
+        return _diarized(self.method, transcript, segments)
+
+
+def diarizer_for(
+    transcript: Transcript, channel_map: ChannelMap
+) -> ChannelMapDiarizer | PauseHeuristicDiarizer:
+    if len(transcript.channels) == 2:
+        return ChannelMapDiarizer(channel_map)
+    return PauseHeuristicDiarizer()
+
+
+def assign_roles(transcript: Transcript, channel_map: ChannelMap) -> DiarizedTranscript:
+    return diarizer_for(transcript, channel_map).diarize(transcript)
 
 
 def conversation_metrics(segments: list[DiarizedSegment], duration_s: float) -> ConversationMetrics:

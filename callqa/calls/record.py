@@ -14,15 +14,15 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from callqa.audio import AudioProbe
 from callqa.config.models import Preset, Role
-from callqa.diarization import ConversationMetrics, DiarizedTranscript
 from callqa.scoring.outcome import ScoringOutcome
 from callqa.scoring.output import Evidence, Pattern
 from callqa.scoring.rubric import normalized_weights, weighted_total
+from callqa.speech.audio import AudioProbe
+from callqa.speech.diarization import ConversationMetrics, DiarizedTranscript
 
 SCHEMA_VERSION = "1.0"
-SCHEMA_PATH = Path(__file__).parent / "schemas" / "analysis.schema.json"
+SCHEMA_PATH = Path(__file__).parents[1] / "schemas" / "analysis.schema.json"
 
 
 class AudioInfo(BaseModel):
