@@ -9,10 +9,10 @@ from __future__ import annotations
 import dagster as dg
 
 from callqa.assets.aggregates import build_tenant_aggregates
-from callqa.assets.calls import diarized_transcript, raw_audio, scored_analysis, transcript
+from callqa.assets.calls import build_call_assets
 from callqa.assets.report import build_tenant_report
 from callqa.config.registry import default_registry
-from callqa.jobs import process_call_job, tenant_aggregates_job
+from callqa.jobs import build_jobs
 from callqa.resources.deployments import resources_for
 from callqa.sensors.staged_calls import (
     build_staged_calls_sensor,
@@ -26,16 +26,15 @@ def defs() -> dg.Definitions:
     settings = load_settings()
     return dg.Definitions(
         assets=[
-            raw_audio,
-            transcript,
-            diarized_transcript,
-            scored_analysis,
+            build_call_assets(settings.calls_per_run),
             build_tenant_aggregates(sorted(default_registry().tenants)),
             build_tenant_report(sorted(default_registry().tenants)),
         ],
-        jobs=[process_call_job, tenant_aggregates_job],
+        jobs=build_jobs(settings),
         sensors=[
-            build_staged_calls_sensor(settings.sensor_interval_s),
+            build_staged_calls_sensor(
+                settings.sensor_interval_s, settings.calls_per_run, settings.call_slots
+            ),
             build_tenant_aggregates_sensor(settings.aggregates_interval_s),
         ],
         resources=resources_for(settings),

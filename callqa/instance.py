@@ -62,10 +62,54 @@ run_retries:
   enabled: true
   max_retries: 1
   retry_on_asset_or_op_failure: false
+
+# Runs wait in Dagster's queue and one starts only when the pool `callqa_calls` has a free
+# slot (CALLQA_CALL_SLOTS, one per core by default), so no run worker sits waiting for one.
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 2
+concurrency:
+  pools:
+    granularity: run
 """
 
-# What callqa wrote before LOCAL_INSTANCE_YAML existed; such a file is upgraded in place.
+# What earlier callqa versions wrote; such a file is upgraded in place.
 _LEGACY_LOCAL_YAML = "telemetry:\n  enabled: false\n"
+_PREVIOUS_LOCAL_YAML = """\
+# Written by callqa (callqa/instance.py, `callqa dagster-home`): Dagster's default SQLite
+# storage in this folder. Edit freely; callqa never overwrites an edited file.
+telemetry:
+  enabled: false
+# No "new user experience" pop-up (the newsletter sign-up box) when the UI opens.
+nux:
+  enabled: false
+
+# Dagster's DefaultRunLauncher, plus a worker health check: see callqa/instance.py.
+run_launcher:
+  module: callqa.instance
+  class: MonitoredRunLauncher
+
+# The daemon checks in-progress runs every 5 s: a run whose worker died is marked failed,
+# a run over max_runtime_seconds (any run, or per run with the tag dagster/max_runtime)
+# is terminated, and pool slots a dead run still held are freed after 30 s.
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 5
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  max_runtime_seconds: 7200
+  free_slots_after_run_end_seconds: 30
+
+# A run that failed without a failed step (its worker died, say) is re-executed from
+# where it stopped, once; a call whose input makes a step fail is not retried.
+run_retries:
+  enabled: true
+  max_retries: 1
+  retry_on_asset_or_op_failure: false
+"""
+
 
 # The worker's own first engine event (dagster/_grpc/impl.py), with the PID as metadata.
 _WORKER_STARTED_PREFIX = "Started process for run"
@@ -76,13 +120,13 @@ _START_TIME_SLACK_S = 60.0
 def ensure_dagster_home(home: Path | None = None) -> Path:
     """Create the local DAGSTER_HOME (default: settings.dagster_home()) with LOCAL_INSTANCE_YAML
     as its dagster.yaml unless one exists; returns the folder. A dagster.yaml written by an
-    older callqa (telemetry only) is replaced; any other existing file is left as it is."""
+    older callqa, unedited, is replaced; any other existing file is left as it is."""
     from callqa import settings
 
     home = (home or settings.dagster_home()).resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists() or config.read_text() == _LEGACY_LOCAL_YAML:
+    if not config.exists() or config.read_text() in (_LEGACY_LOCAL_YAML, _PREVIOUS_LOCAL_YAML):
         config.write_text(LOCAL_INSTANCE_YAML)
     return home
 

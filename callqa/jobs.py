@@ -1,27 +1,45 @@
-"""Jobs: one run processes one call; another rebuilds a tenant's aggregates.
+"""Jobs: `process_call` carries a batch of calls (one or more `calls` partitions) from
+recording to score; `tenant_aggregates` rebuilds one tenant's aggregates and report.
 
-Both run their steps in the run worker's own process (`in_process_executor`): a call's
-steps depend on each other, so Dagster's default multiprocess executor would gain no
-parallelism and pay a new Python process (imports, speech model load) for every step.
-Pools (`callqa_stt`, `callqa_scoring`) still bound how many steps run at once.
+A run of `process_call` targets a contiguous range of call partitions (the sensor groups
+newly staged calls; backfills group by the assets' `BackfillPolicy`). The four call assets
+are one step, so the whole batch runs in one process with the speech model loaded once.
+The executor comes from `CALLQA_EXECUTOR` (callqa/executors.py).
 """
+
+from __future__ import annotations
 
 import dagster as dg
 
 from callqa.assets.aggregates import TENANT_DAILY_AGGREGATES
-from callqa.assets.calls import diarized_transcript, raw_audio, scored_analysis, transcript
 from callqa.assets.report import TENANT_REPORT
+from callqa.executors import executor_for
+from callqa.settings import Settings
 
-process_call_job = dg.define_asset_job(
-    name="process_call",
-    selection=dg.AssetSelection.assets(raw_audio, transcript, diarized_transcript, scored_analysis),
-    description="Recording → transcript → diarized transcript → validated score, for one call.",
-    executor_def=dg.in_process_executor,
-)
+PROCESS_CALL = "process_call"
+TENANT_AGGREGATES = "tenant_aggregates"
+CALL_ASSETS = ("raw_audio", "transcript", "diarized_transcript", "scored_analysis")
 
-tenant_aggregates_job = dg.define_asset_job(
-    name="tenant_aggregates",
-    selection=dg.AssetSelection.assets(TENANT_DAILY_AGGREGATES, TENANT_REPORT),
-    description="Rebuild one tenant's daily aggregate tables from its scored calls, then its report.",
-    executor_def=dg.in_process_executor,
-)
+
+def build_jobs(settings: Settings) -> list[dg.UnresolvedAssetJobDefinition]:
+    executor = executor_for(settings)
+    return [
+        dg.define_asset_job(
+            name=PROCESS_CALL,
+            selection=dg.AssetSelection.assets(*CALL_ASSETS),
+            description=(
+                "Recording → transcript → diarized transcript → validated score, for a batch "
+                "of calls (one run, one process, each call reported on its own partition)."
+            ),
+            executor_def=executor,
+        ),
+        dg.define_asset_job(
+            name=TENANT_AGGREGATES,
+            selection=dg.AssetSelection.assets(TENANT_DAILY_AGGREGATES, TENANT_REPORT),
+            description=(
+                "Rebuild one tenant's daily aggregate tables from its scored calls, then its "
+                "report."
+            ),
+            executor_def=executor,
+        ),
+    ]

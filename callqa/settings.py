@@ -37,6 +37,13 @@ WHISPER_DEVICE_ENV = "CALLQA_WHISPER_DEVICE"
 WHISPER_COMPUTE_TYPE_ENV = "CALLQA_WHISPER_COMPUTE_TYPE"
 ALLOW_PRIVATE_URLS_ENV = "CALLQA_ALLOW_PRIVATE_URLS"
 REPORTS_DIR_ENV = "CALLQA_REPORTS_DIR"
+EXECUTOR_ENV = "CALLQA_EXECUTOR"
+CELERY_BROKER_ENV = "CALLQA_CELERY_BROKER"
+CELERY_BACKEND_ENV = "CALLQA_CELERY_BACKEND"
+CALLS_PER_RUN_ENV = "CALLQA_CALLS_PER_RUN"
+CALL_SLOTS_ENV = "CALLQA_CALL_SLOTS"
+WHISPER_THREADS_ENV = "CALLQA_WHISPER_THREADS"
+WHISPER_BATCH_SIZE_ENV = "CALLQA_WHISPER_BATCH_SIZE"
 
 Deployment = Literal["local", "production"]
 
@@ -63,6 +70,26 @@ class Settings(BaseModel):
     has_stt_api_base: bool = False
     has_stt_api_key: bool = False
     stt_api_model: str | None = None
+    # Scale: how calls are grouped into runs and how runs share this host's cores.
+    executor: Literal["in_process", "multiprocess", "celery"] = "in_process"
+    # CALLQA_EXECUTOR=celery: the broker and result backend URLs may hold a password, so
+    # only whether they are set (and the broker's scheme) is kept; the executor reads them
+    # by name (callqa/executors.py).
+    has_celery_broker: bool = False
+    celery_broker_scheme: str | None = None
+    has_celery_backend: bool = False
+    calls_per_run: int = Field(8, ge=1, le=500)
+    call_slots: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    whisper_threads: int = Field(0, ge=0)  # 0: this host's cores shared by call_slots
+    whisper_batch_size: int = Field(0, ge=0)  # >0: batched inference (a GPU wants 8-16)
+
+    @property
+    def effective_whisper_threads(self) -> int:
+        """CPU threads per transcription: the cores divided among the calls that run at once,
+        so `call_slots` concurrent calls do not oversubscribe the machine."""
+        if self.whisper_threads:
+            return self.whisper_threads
+        return max(1, (os.cpu_count() or 1) // self.call_slots)
 
 
 def _set(environ: Mapping[str, str], name: str) -> str | None:
@@ -89,13 +116,27 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "has_stt_api_base": bool(_set(env, STT_API_BASE_ENV)),
         "has_stt_api_key": bool(_set(env, STT_API_KEY_ENV)),
         "stt_api_model": _set(env, STT_MODEL_ENV),
+        "executor": (_set(env, EXECUTOR_ENV) or "in_process").lower().replace("-", "_"),
+        "has_celery_broker": bool(_set(env, CELERY_BROKER_ENV)),
+        "celery_broker_scheme": _url_scheme(_set(env, CELERY_BROKER_ENV)),
+        "has_celery_backend": bool(_set(env, CELERY_BACKEND_ENV)),
+        "calls_per_run": _set(env, CALLS_PER_RUN_ENV) or 8,
+        "whisper_threads": _set(env, WHISPER_THREADS_ENV) or 0,
+        "whisper_batch_size": _set(env, WHISPER_BATCH_SIZE_ENV) or 0,
     }
+    if _set(env, CALL_SLOTS_ENV):
+        raw["call_slots"] = _set(env, CALL_SLOTS_ENV)
     names = {
         "deployment": DEPLOYMENT_ENV,
         "sensor_interval_s": SENSOR_INTERVAL_ENV,
         "aggregates_interval_s": AGGREGATES_INTERVAL_ENV,
         "scorer": SCORER_ENV,
         "stt": STT_ENV,
+        "executor": EXECUTOR_ENV,
+        "calls_per_run": CALLS_PER_RUN_ENV,
+        "call_slots": CALL_SLOTS_ENV,
+        "whisper_threads": WHISPER_THREADS_ENV,
+        "whisper_batch_size": WHISPER_BATCH_SIZE_ENV,
     }
     try:
         settings = Settings.model_validate(raw)
@@ -122,7 +163,35 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             )
     if settings.stt == "openai" and not settings.has_stt_api_base:
         raise ConfigError(f"{STT_ENV}=openai needs {STT_API_BASE_ENV}")
+    if settings.executor == "celery":
+        _check_celery(settings)
     return settings
+
+
+# Result backends the broker's own URL can serve as; RabbitMQ (amqp://) cannot.
+REDIS_SCHEMES = ("redis", "rediss", "sentinel")
+
+
+def _url_scheme(url: str | None) -> str | None:
+    return url.split("://", 1)[0].lower() if url and "://" in url else None
+
+
+def _check_celery(settings: Settings) -> None:
+    """Fail at load, naming the variable, rather than in a run worker that cannot reach a
+    broker (Celery's own default is RabbitMQ on localhost)."""
+    if not settings.has_celery_broker:
+        raise ConfigError(
+            f"{EXECUTOR_ENV}=celery needs {CELERY_BROKER_ENV} "
+            "(the broker URL the workers listen on, e.g. redis://host:6379/0)"
+        )
+    if settings.celery_broker_scheme is None:
+        raise ConfigError(f"{CELERY_BROKER_ENV} must be a URL such as redis://host:6379/0")
+    if not settings.has_celery_backend and settings.celery_broker_scheme not in REDIS_SCHEMES:
+        raise ConfigError(
+            f"{CELERY_BACKEND_ENV} is needed when the broker is not Redis "
+            f"({CELERY_BROKER_ENV} is {settings.celery_broker_scheme}://...; "
+            "e.g. rpc:// for RabbitMQ)"
+        )
 
 
 def secret(name: str) -> str | None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from callqa.assets.calls import build_call_assets
 from callqa.resources import (
     AudioStoreResource,
     ScorerResource,
@@ -23,10 +24,17 @@ def call_resources(db_url: str, tmp_path: Path, scorer: ScorerResource | None = 
     }
 
 
-def materialize_call(assets, key, db_url, tmp_path, instance, scorer=None):
+# The four per-call assets (one subsettable step), as the code location defines them.
+CALL_ASSETS = build_call_assets()
+ALL_STAGES = ["raw_audio", "transcript", "diarized_transcript", "scored_analysis"]
+
+
+def materialize_call(stages, key, db_url, tmp_path, instance, scorer=None):
+    """Materialize the named stages (asset names) of one call, as a run of one partition."""
     instance.add_dynamic_partitions("calls", [key])
     return dg.materialize(
-        assets,
+        [CALL_ASSETS],
+        selection=list(stages),
         partition_key=key,
         instance=instance,
         raise_on_error=False,

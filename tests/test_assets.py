@@ -8,7 +8,6 @@ import pytest
 import sqlalchemy as sa
 
 from callqa.assets.aggregates import build_tenant_aggregates
-from callqa.assets.calls import diarized_transcript, raw_audio, scored_analysis, transcript
 from callqa.config.registry import default_registry
 from callqa.crm.file_drop import StagedFile, stage_files
 from callqa.resources import (
@@ -19,13 +18,14 @@ from callqa.storage import tables as t
 from callqa.storage.warehouse import Warehouse
 from tests.audio_helpers import noise, write_wav
 from tests.call_assets import (
+    ALL_STAGES,
+    CALL_ASSETS,
     InventedQuoteScorerResource,
     call_resources,
     materialize_call,
 )
 from tests.paths import DEMO_CALLS
 
-CALL_ASSETS = [raw_audio, transcript, diarized_transcript, scored_analysis]
 tenant_daily_aggregates = build_tenant_aggregates(sorted(default_registry().tenants))
 
 
@@ -58,7 +58,7 @@ def test_call_chain_end_to_end_and_idempotent(db_url, tmp_path, good_call):
         category="sales",
     )
     instance = dg.DagsterInstance.ephemeral()
-    result = materialize_call(CALL_ASSETS, key, db_url, tmp_path, instance)
+    result = materialize_call(ALL_STAGES, key, db_url, tmp_path, instance)
     assert result.success
     checks = checks_by_name(result)
     assert set(checks) == {
@@ -83,7 +83,7 @@ def test_call_chain_end_to_end_and_idempotent(db_url, tmp_path, good_call):
     assert len(wh.attempts("demo", good_call["external_id"])) == 1
 
     # Re-materializing updates in place: still one row per call in every table.
-    again = materialize_call(CALL_ASSETS, key, db_url, tmp_path, instance)
+    again = materialize_call(ALL_STAGES, key, db_url, tmp_path, instance)
     assert again.success
     for table in (t.calls, t.analyses):
         assert count(wh, table, tenant="demo") == 1
@@ -98,7 +98,7 @@ def test_corrupt_recording_fails_clearly_and_is_recorded(tmp_path):
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEgarbage" * 10)
     wh, key = stage(db_url, bad, "broken-1")
-    result = materialize_call(CALL_ASSETS, key, db_url, tmp_path, dg.DagsterInstance.ephemeral())
+    result = materialize_call(ALL_STAGES, key, db_url, tmp_path, dg.DagsterInstance.ephemeral())
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     message = failure.step_failure_data.user_failure_data.description
@@ -119,7 +119,7 @@ def test_blocking_coverage_check_stops_downstream(tmp_path, good_call):
     right = np.concatenate([np.zeros(16000 * 6, dtype=np.float32), noise(20, level=0.3)])
     path = write_wav(tmp_path / "noisy.wav", [left, right])
     wh, key = stage(db_url, path, "noisy-1")
-    result = materialize_call(CALL_ASSETS, key, db_url, tmp_path, dg.DagsterInstance.ephemeral())
+    result = materialize_call(ALL_STAGES, key, db_url, tmp_path, dg.DagsterInstance.ephemeral())
     checks = checks_by_name(result)
     assert checks["recording_decodable"].passed
     coverage = checks["transcript_covers_speech"]
@@ -145,9 +145,10 @@ def test_analysis_failing_a_blocking_check_is_not_published(tmp_path, good_call)
     db_url = f"sqlite:///{tmp_path / 'wh.db'}"
     wh, key = stage(db_url, DEMO_CALLS / good_call["file"], "buggy-1")
     instance = dg.DagsterInstance.ephemeral()
-    assert materialize_call(CALL_ASSETS[:3], key, db_url, tmp_path, instance).success
+    assert materialize_call(ALL_STAGES[:3], key, db_url, tmp_path, instance).success
     result = dg.materialize(
-        [scored_analysis],
+        [CALL_ASSETS],
+        selection=["scored_analysis"],
         partition_key=key,
         instance=instance,
         raise_on_error=False,
@@ -174,7 +175,7 @@ def test_quote_of_a_speaker_label_is_not_evidence(tmp_path, good_call, fake_llm)
     db_url = f"sqlite:///{tmp_path / 'wh.db'}"
     wh, key = stage(db_url, DEMO_CALLS / good_call["file"], "label-1")
     instance = dg.DagsterInstance.ephemeral()
-    assert materialize_call(CALL_ASSETS[:3], key, db_url, tmp_path, instance).success
+    assert materialize_call(ALL_STAGES[:3], key, db_url, tmp_path, instance).success
     quote_of_label = _llm_reply(
         preset,
         criteria=[
@@ -192,7 +193,8 @@ def test_quote_of_a_speaker_label_is_not_evidence(tmp_path, good_call, fake_llm)
         scorer="llm", model="openai/m", api_base=fake_llm.api_base, api_key="k-test"
     )
     result = dg.materialize(
-        [scored_analysis],
+        [CALL_ASSETS],
+        selection=["scored_analysis"],
         partition_key=key,
         instance=instance,
         raise_on_error=False,
@@ -239,13 +241,14 @@ def test_llm_scorer_invalid_replies_are_recorded_and_retryable(
     monkeypatch.setenv("CALLQA_LLM_API_KEY", "k-test")
     scorer = resources_for(load_settings())["scorer"]
     assert scorer.scorer == "llm" and scorer.model == "openai/gpt-4o-mini"
-    first = materialize_call(CALL_ASSETS[:3], key, db_url, tmp_path, instance, scorer)
+    first = materialize_call(ALL_STAGES[:3], key, db_url, tmp_path, instance, scorer)
     assert first.success
 
     # Two invalid replies: the step fails, and both attempts are in the warehouse.
     fake_llm.replies = ["{not json", _llm_reply(preset, criteria=[])]
     failed = dg.materialize(
-        [scored_analysis],
+        [CALL_ASSETS],
+        selection=["scored_analysis"],
         partition_key=key,
         instance=instance,
         raise_on_error=False,
@@ -261,7 +264,8 @@ def test_llm_scorer_invalid_replies_are_recorded_and_retryable(
     # The provider recovers: re-materializing succeeds and the call is processed.
     fake_llm.replies = [_llm_reply(preset)]
     ok = dg.materialize(
-        [scored_analysis],
+        [CALL_ASSETS],
+        selection=["scored_analysis"],
         partition_key=key,
         instance=instance,
         raise_on_error=False,
@@ -292,7 +296,7 @@ def test_tenant_daily_aggregates(tmp_path, manifest):
             category="sales",
             started_at=dg_time(call["started_at"]),
         )
-        assert materialize_call(CALL_ASSETS, key, db_url, tmp_path, instance).success
+        assert materialize_call(ALL_STAGES, key, db_url, tmp_path, instance).success
     result = dg.materialize(
         [tenant_daily_aggregates],
         partition_key="demo",
@@ -376,13 +380,13 @@ def test_raw_audio_fetches_a_crm_url(tmp_path, good_call, monkeypatch):
     wh.stage_call(tenant="demo", external_id="crm-1", source="crm", source_uri=url)
     instance = dg.DagsterInstance.ephemeral()
     try:
-        refused = materialize_call([raw_audio], "demo__crm-1", db_url, tmp_path, instance)
+        refused = materialize_call(["raw_audio"], "demo__crm-1", db_url, tmp_path, instance)
         assert not refused.success
         assert "non-public address" in wh.staged_call("demo", "crm-1")["error"]
         assert "crm-secret" not in wh.staged_call("demo", "crm-1")["error"]
 
         monkeypatch.setenv("CALLQA_ALLOW_PRIVATE_URLS", "1")
-        fetched = materialize_call([raw_audio], "demo__crm-1", db_url, tmp_path, instance)
+        fetched = materialize_call(["raw_audio"], "demo__crm-1", db_url, tmp_path, instance)
         assert fetched.success
         meta = fetched.get_asset_materialization_events()[0].materialization.metadata
         assert meta["channels"].value == 2

@@ -7,8 +7,10 @@ import dagster as dg
 from callqa.crm.file_drop import StagedFile, stage_files
 from callqa.resources import WarehouseResource
 from callqa.sensors.staged_calls import (
+    batch_size,
     build_staged_calls_sensor,
     build_tenant_aggregates_sensor,
+    contiguous_batches,
 )
 from callqa.storage.warehouse import Warehouse
 from tests.paths import DEMO_CALLS
@@ -29,11 +31,10 @@ def test_staged_calls_become_partitions_and_runs(tmp_path, manifest):
 
     with dg.build_sensor_context(instance=instance, resources=resources) as context:
         result = staged_calls_sensor(context)
+    # Two calls, two slots (the default): one run each, so both slots have work.
     assert [r.partition_key for r in result.run_requests] == [k.partition_key for k in keys]
     assert len({r.run_key for r in result.run_requests}) == 2
-    [add] = result.dynamic_partitions_requests
-    assert add.partitions_def_name == "calls"
-    assert list(add.partition_keys) == [k.partition_key for k in keys]
+    assert instance.get_dynamic_partitions("calls") == [k.partition_key for k in keys]
     cursor = result.cursor
     assert cursor
 
@@ -124,4 +125,69 @@ def test_failed_call_is_retried_through_the_sensor(db_url, manifest, capsys, mon
     [request] = again.run_requests
     assert request.partition_key == key.partition_key
     assert request.run_key != first.run_requests[0].run_key  # a new run, not deduplicated
+    wh.dispose()
+
+
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def _ranges(result) -> list[tuple[str, str]]:
+    out = []
+    for r in result.run_requests:
+        if r.partition_key:
+            out.append((r.partition_key, r.partition_key))
+        else:
+            out.append((r.tags[RANGE_START], r.tags[RANGE_END]))
+    return out
+
+
+def test_batch_size_fills_slots_and_caps_runs():
+    assert batch_size(16, calls_per_run=8, call_slots=2) == 8
+    assert batch_size(3, calls_per_run=8, call_slots=2) == 2
+    assert batch_size(1, calls_per_run=8, call_slots=4) == 1
+    assert batch_size(200, calls_per_run=8, call_slots=2) == 8
+
+
+def test_contiguous_batches_never_span_a_key_that_is_not_due():
+    order = {k: i for i, k in enumerate(["a1", "a2", "a3", "b1", "a4", "a5", "a6"])}
+    tenant = {k: k[0] for k in order}
+    # a3 is not due: a range a2..a4 would process it too, so the batches break around it;
+    # b1 belongs to another tenant and gets a run of its own.
+    due = ["a5", "a1", "a2", "b1", "a4", "a6"]
+    assert contiguous_batches(due, order, tenant, size=2) == [
+        ["a1", "a2"],
+        ["b1"],
+        ["a4", "a5"],
+        ["a6"],
+    ]
+
+
+def test_sensor_groups_new_calls_into_partition_range_runs(tmp_path, manifest):
+    """Sixteen new calls, two slots: two runs of eight adjacent partitions each; a call
+    re-staged later is a run of its own where its partition already sits."""
+    db_url = f"sqlite:///{tmp_path / 'wh.db'}"
+    wh = Warehouse.from_url(db_url)
+    files = [
+        StagedFile(path=DEMO_CALLS / manifest[i % len(manifest)]["file"], external_id=f"b-{i:02}")
+        for i in range(16)
+    ]
+    keys = [k.partition_key for k in stage_files(wh, "demo", files)]
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("calls", ["demo__older"])  # added before: not due
+    resources = {"warehouse": WarehouseResource(database_url=db_url)}
+    sensor = build_staged_calls_sensor(calls_per_run=8, call_slots=2)
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        result = sensor(context)
+    assert _ranges(result) == [(keys[0], keys[7]), (keys[8], keys[15])]
+    for request in result.run_requests:
+        assert request.tags["callqa/tenant"] == "demo" and request.tags["callqa/calls"] == "8"
+    assert instance.get_dynamic_partitions("calls") == ["demo__older", *keys]
+
+    wh.set_staged_status("demo", ["b-03"], "failed", "transcript: provider timeout")
+    assert wh.retry_failed("demo") == ["b-03"]
+    with dg.build_sensor_context(
+        instance=instance, cursor=result.cursor, resources=resources
+    ) as context:
+        again = sensor(context)
+    assert _ranges(again) == [(keys[3], keys[3])]
     wh.dispose()

@@ -8,7 +8,6 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from callqa.assets.calls import diarized_transcript, raw_audio, transcript
 from callqa.crm.file_drop import StagedFile, stage_files
 from callqa.errors import TranscriptionError
 from callqa.resources import (
@@ -20,6 +19,7 @@ from callqa.resources import (
 from callqa.speech.audio import decode_file
 from callqa.speech.openai_api import OpenAITranscriber
 from callqa.storage.warehouse import Warehouse
+from tests.call_assets import CALL_ASSETS
 from tests.fakes import FakeTranscriptionAPI, verbose_json
 from tests.paths import DEMO_CALLS
 
@@ -90,7 +90,8 @@ def test_asset_chain_with_api_transcription(tmp_path, scripted_api, good_call):
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("calls", [key.partition_key])
     result = dg.materialize(
-        [raw_audio, transcript, diarized_transcript],
+        [CALL_ASSETS],
+        selection=["raw_audio", "transcript", "diarized_transcript"],
         partition_key=key.partition_key,
         instance=instance,
         resources={

@@ -24,7 +24,6 @@ from callqa.assets.aggregates import (
     build_tenant_aggregates,
     preview_markdown,
 )
-from callqa.assets.calls import raw_audio, scored_analysis
 from callqa.config.registry import default_registry
 from callqa.crm.file_drop import StagedFile, stage_files
 from callqa.instance import LOCAL_INSTANCE_YAML, ensure_dagster_home
@@ -61,7 +60,7 @@ def _stage(wh: Warehouse, tmp_path: Path, external_id: str, **kw) -> str:
 def _scored_call(wh, db_url, tmp_path, instance, external_id, scorer=None, **kw):
     """raw_audio for real, then a hand-made diarized transcript, then scored_analysis."""
     key = _stage(wh, tmp_path, external_id, **kw)
-    assert materialize_call([raw_audio], key, db_url, tmp_path, instance).success
+    assert materialize_call(["raw_audio"], key, db_url, tmp_path, instance).success
     transcript = diarized(timed(GOOD_CALL))
     wh.upsert_transcript(
         tenant="demo",
@@ -72,7 +71,7 @@ def _scored_call(wh, db_url, tmp_path, instance, external_id, scorer=None, **kw)
         word_count=100,
         data=transcript.model_dump(mode="json"),
     )
-    return key, materialize_call([scored_analysis], key, db_url, tmp_path, instance, scorer)
+    return key, materialize_call(["scored_analysis"], key, db_url, tmp_path, instance, scorer)
 
 
 def _meta(event) -> dict:
@@ -128,7 +127,7 @@ def test_check_results_belong_to_the_call_partition(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     keys = [_stage(wh, tmp_path, f"p-{i}", operator="anna") for i in (1, 2)]
     for key in keys:
-        result = materialize_call([raw_audio], key, db_url, tmp_path, instance)
+        result = materialize_call(["raw_audio"], key, db_url, tmp_path, instance)
         assert result.success
         [evaluation] = result.get_asset_check_evaluations()
         assert evaluation.check_name == checks.RECORDING_DECODABLE
@@ -210,7 +209,7 @@ def test_failed_check_fails_the_call_and_names_the_problem_on_its_partition(tmp_
     stored = [
         e
         for e in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
-        if e.dagster_event.step_key == "scored_analysis"
+        if e.dagster_event.step_key == "process_calls"
     ]
     assert stored[0].dagster_event.step_failure_data.user_failure_data.metadata["call"].value == key
     assert wh.staged_call("demo", "f-1")["status"] == "failed"
@@ -225,7 +224,7 @@ def test_bad_recording_failure_carries_call_stage_and_error(tmp_path):
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEgarbage" * 10)
     [call] = stage_files(wh, "demo", [StagedFile(path=bad, external_id="broken-2")])
     key = call.partition_key
-    result = materialize_call([raw_audio], key, db_url, tmp_path, dg.DagsterInstance.ephemeral())
+    result = materialize_call(["raw_audio"], key, db_url, tmp_path, dg.DagsterInstance.ephemeral())
     assert not result.success and result.dagster_run.tags["dagster/partition"] == key
     [failure] = result.get_step_failure_events()
     data = failure.step_failure_data.user_failure_data

@@ -10,7 +10,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from callqa.assets import checks
-from callqa.assets.calls import OWNERS, scored_analysis
+from callqa.assets.calls import OWNERS
 from callqa.assets.partitions import tenant_partitions
 from callqa.config.registry import default_registry
 from callqa.reporting.aggregates import daily_aggregates
@@ -106,7 +106,7 @@ def build_tenant_aggregates(tenant_ids: list[str]) -> dg.AssetsDefinition:
         tags={"domain": "analytics"},
         kinds={"sql", "pandas", "great-expectations"},
         # Built from every scored call of the tenant, read back from the warehouse.
-        deps=[dg.AssetDep(scored_analysis, partition_mapping=dg.AllPartitionMapping())],
+        deps=[dg.AssetDep("scored_analysis", partition_mapping=dg.AllPartitionMapping())],
         check_specs=[
             checks.spec(
                 AGGREGATES_EXPECTATIONS,

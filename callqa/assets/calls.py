@@ -2,24 +2,32 @@
 
 Every input is derived from the partition key (`<tenant>__<call id>`) and the warehouse,
 so any call can be re-materialized or backfilled without run config. Each asset writes
-its own table through the warehouse resource and reports in-asset, blocking checks,
-partitioned like the asset (a check result belongs to its call).
+its own table through the warehouse resource.
 
-What the UI shows for a call: every materialization carries the call's tenant, operator,
-category, date and duration; `scored_analysis` adds the evidence table (criterion, score,
-quote, start time). A call that fails (bad input, provider error, failed blocking check)
-fails its step with a `dg.Failure` whose description and metadata name the call, the
-stage and the error, and the staged call is marked `failed` with the same message.
+One run, many calls. The four assets are one step (`process_calls`, a subsettable
+multi-asset) that takes the call partitions of its run one after the other, so a batch
+pays once for a process, its imports and the speech model; that start-up cost dominated
+short calls when every call was its own run (docs/design-notes.md, "Batches of calls").
+Each call is still reported on its own partition: a materialization per asset, with the
+call's metadata, and the call's own check evaluations. A call that fails (bad input,
+provider error, failed blocking check) is marked `failed` in `staged_calls` with the stage
+and the error and stops there, and the step goes on with the next call. At the end the
+step fails with one `dg.Failure` naming every failed call, so those partitions show as
+failed in the UI while the calls that succeeded show as materialized.
+
+Selecting a subset (say `scored_analysis` alone, to re-score after a rubric change) runs
+only those stages: nothing is transcribed again.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import dagster as dg
 
 from callqa.assets import checks
-from callqa.assets.partitions import calls_partitions
-from callqa.assets.pools import SCORING_POOL, STT_POOL
+from callqa.assets.partitions import CALL_ASSET_NAMES, calls_partitions
+from callqa.assets.pools import CALLS_POOL
 from callqa.calls import service
 from callqa.calls.keys import CallKey, parse_key
 from callqa.calls.record import AnalysisRecord
@@ -37,52 +45,60 @@ GROUP = "calls"
 OWNERS = ["team:callqa"]
 # Every per-call asset holds the call's words or voice: personal data.
 CALL_TAGS = {"domain": "calls", "pii": "true"}
+DEFAULT_CALLS_PER_RUN = 8
+# Dagster tags a run it re-executes automatically (run_retries in dagster.yaml) with this.
+RETRY_NUMBER_TAG = "dagster/retry_number"
+ROOT_RUN_ID_TAG = "dagster/root_run_id"
 
 
-def _call_failure(key: CallKey, stage: str, error: str, **metadata: str) -> dg.Failure:
-    """The step failure for one call: its description names the call, the stage and the
-    problem, and its metadata carries them as fields (the run's event log shows both)."""
-    return dg.Failure(
-        description=f"call {key.partition_key}: {stage}: {error}",
-        metadata={
-            "call": key.partition_key,
-            "tenant": key.tenant,
-            "stage": stage,
-            "error": error,
-            **metadata,
-        },
-    )
+class CallFailed(Exception):
+    """One call failed at one stage: recorded, reported, and the batch goes on."""
+
+    def __init__(self, key: CallKey, stage: str, error: str, **metadata: str) -> None:
+        super().__init__(f"call {key.partition_key}: {stage}: {error}")
+        self.key, self.stage, self.error, self.metadata = key, stage, error, metadata
+
+
+@dataclass
+class _Batch:
+    """What every stage of every call in one run shares."""
+
+    context: dg.AssetExecutionContext
+    warehouse: Warehouse
+    audio_store: AudioStoreResource
+    stt: SpeechToTextResource
+    scorer: ScorerResource
+
+    def fail(self, key: CallKey, stage: str, error: str, **metadata: str) -> CallFailed:
+        """Mark the staged call `failed` (what `callqa retry` lists) and build the failure."""
+        self.warehouse.set_staged_status(
+            key.tenant, [key.external_id], "failed", f"{stage}: {error}"
+        )
+        return CallFailed(key, stage, error, **metadata)
 
 
 @contextmanager
-def _recorded_failure(warehouse: Warehouse, key: CallKey, stage: str) -> Iterator[None]:
-    """Record a bad input against the staged call and fail the step with a clear message."""
+def _recorded_failure(batch: _Batch, key: CallKey, stage: str) -> Iterator[None]:
+    """A bad input (CallqaError) fails this call at this stage with the input's own message."""
     try:
         yield
     except CallqaError as exc:
-        warehouse.set_staged_status(key.tenant, [key.external_id], "failed", f"{stage}: {exc}")
-        # The step already retried what can be retried (transport errors inside litellm,
-        # one validation round-trip); re-executing the run retries the call as a whole.
-        raise _call_failure(key, stage, str(exc)) from exc
+        # What can be retried was retried inside the step (transport errors, one validation
+        # round-trip); `callqa retry` re-stages the call as a whole.
+        raise batch.fail(key, stage, str(exc)) from exc
 
 
 def _failed_checks(
-    warehouse: Warehouse, key: CallKey, stage: str, results: list[dg.AssetCheckResult]
-) -> dg.Failure | None:
-    """A blocking check that fails marks the staged call `failed` with the check's message,
-    and returns the `dg.Failure` the asset raises once it has reported its results.
-
-    The asset yields its MaterializeResult (so the check evaluations, with their metadata,
-    are recorded for the call's partition) and then raises the failure, so the call's
-    downstream assets do not run and the step failure says which check failed and why; the
-    status and error are what `callqa retry` shows.
-    """
+    batch: _Batch, key: CallKey, stage: str, results: list[dg.AssetCheckResult]
+) -> CallFailed | None:
+    """A blocking check that failed stops the call after its results are reported: the
+    stage yields its materialization and check evaluations (recorded for the call's
+    partition), then raises this, so the call's later stages do not run."""
     failed = [r for r in results if not r.passed and r.severity == dg.AssetCheckSeverity.ERROR]
     if not failed:
         return None
     message = "; ".join(f"check {r.check_name} failed: {_problem(r)}" for r in failed)
-    warehouse.set_staged_status(key.tenant, [key.external_id], "failed", f"{stage}: {message}")
-    return _call_failure(
+    return batch.fail(
         key, stage, message, failed_checks=", ".join(r.check_name or "" for r in failed)
     )
 
@@ -96,6 +112,24 @@ def _problem(result: dg.AssetCheckResult) -> str:
             text = getattr(value, "value", value)
             return f"{name}: {text}"
     return "see the check's metadata"
+
+
+def _reported(
+    key: CallKey, asset: str, metadata: dict, results: list[dg.AssetCheckResult]
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+    """The events of one stage of one call, all on the call's partition."""
+    yield dg.AssetMaterialization(asset_key=asset, partition=key.partition_key, metadata=metadata)
+    for r in results:
+        yield dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey(asset),
+            check_name=r.check_name or "",
+            passed=r.passed,
+            metadata=r.metadata,
+            severity=r.severity,
+            description=r.description,
+            blocking=True,
+            partition=key.partition_key,
+        )
 
 
 def _call_metadata(key: CallKey, call: dict) -> dict:
@@ -117,48 +151,26 @@ def _call_day(call: dict):
     return (call["started_at"] or call["updated_at"]).date()
 
 
-def _staged(warehouse: Warehouse, key: CallKey) -> dict:
-    row = warehouse.staged_call(key.tenant, key.external_id)
-    if row is None:
-        raise _call_failure(key, "raw_audio", "the call is not staged in the warehouse")
-    return row
-
-
-def _upstream_missing(key: CallKey, stage: str, upstream: str) -> dg.Failure:
-    return _call_failure(key, stage, f"{upstream} has not been materialized")
-
-
 def _preset_for(key: CallKey, category: str | None):
     return default_registry().preset_for(key.tenant, category)
 
 
-@dg.asset(
-    partitions_def=calls_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
-    tags=CALL_TAGS,
-    kinds={"audio", "python"},
-    metadata={"dagster/table_name": "calls"},
-    check_specs=[checks.spec(checks.RECORDING_DECODABLE, "raw_audio", calls_partitions)],
-)
-def raw_audio(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, audio_store: AudioStoreResource
-) -> Iterator[dg.MaterializeResult]:
-    """The call's original recording, kept byte for byte in the audio store and probed.
+def _upstream(batch: _Batch, key: CallKey, stage: str, upstream: str, row: dict | None) -> dict:
+    if row is None:
+        raise batch.fail(key, stage, f"{upstream} has not been materialized")
+    return row
 
-    Reads the staged call (`staged_calls`: a local file or a CRM URL fetched safely), stores
-    the bytes under the tenant in the audio store, and records the probe (duration,
-    channels, sample rate, codec, sha256) with the call's operator, category and start time
-    in the warehouse table `calls`. A recording that does not decode fails the call here.
-    """
-    key = parse_key(context.partition_key)
-    wh = warehouse.get()
-    staged = _staged(wh, key)
-    with _recorded_failure(wh, key, "raw_audio"):
+
+def _raw_audio(batch: _Batch, key: CallKey) -> Iterator:
+    wh = batch.warehouse
+    staged = wh.staged_call(key.tenant, key.external_id)
+    if staged is None:
+        raise batch.fail(key, "raw_audio", "the call is not staged in the warehouse")
+    with _recorded_failure(batch, key, "raw_audio"):
         data = read_source(staged["source_uri"])
         decoded = service.decode_recording(data, source_label(staged["source_uri"]))
     probe = decoded.probe
-    uri = audio_store.put(
+    uri = batch.audio_store.put(
         key.tenant, key.external_id, probe.sha256, source_suffix(staged["source_uri"]), data
     )
     wh.upsert_call(
@@ -178,60 +190,32 @@ def raw_audio(
         started_at=staged["started_at"],
     )
     call = wh.call(key.tenant, key.external_id)
-    check_results = [checks.check_recording(probe)]
-    failure = _failed_checks(wh, key, "raw_audio", check_results)
-    yield dg.MaterializeResult(
-        metadata={
-            **_call_metadata(key, call),
-            "channels": probe.channels,
-            "sample_rate": probe.sample_rate,
-            "codec": probe.codec,
-            "container": probe.container,
-            "size_bytes": probe.size_bytes,
-            "sha256": probe.sha256,
-            "audio_uri": dg.MetadataValue.url(uri),
-        },
-        check_results=check_results,
-    )
+    results = [checks.check_recording(probe)]
+    failure = _failed_checks(batch, key, "raw_audio", results)
+    metadata = {
+        **_call_metadata(key, call),
+        "channels": probe.channels,
+        "sample_rate": probe.sample_rate,
+        "codec": probe.codec,
+        "container": probe.container,
+        "size_bytes": probe.size_bytes,
+        "sha256": probe.sha256,
+        "audio_uri": dg.MetadataValue.url(uri),
+    }
+    yield from _reported(key, "raw_audio", metadata, results)
     if failure:
         raise failure
 
 
-@dg.asset(
-    partitions_def=calls_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
-    tags=CALL_TAGS,
-    kinds={"faster-whisper", "python"},
-    metadata={"dagster/table_name": "transcripts"},
-    deps=[raw_audio],
-    pool=STT_POOL,
-    check_specs=[checks.spec(checks.TRANSCRIPT_COVERS_SPEECH, "transcript", calls_partitions)],
-)
-def transcript(
-    context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
-    audio_store: AudioStoreResource,
-    stt: SpeechToTextResource,
-) -> Iterator[dg.MaterializeResult]:
-    """Speech-to-text of the recording, with word timestamps; stereo recordings per channel.
-
-    The call's preset picks the provider (faster-whisper locally by default, or an
-    OpenAI-compatible transcription API) and the model. Stored in the warehouse table
-    `transcripts` (stage `stt`). Runs in pool `callqa_stt`, which bounds how many calls
-    are transcribed at once.
-    """
-    key = parse_key(context.partition_key)
-    wh = warehouse.get()
-    call = wh.call(key.tenant, key.external_id)
-    if call is None:
-        raise _upstream_missing(key, "transcript", "raw_audio")
+def _transcript(batch: _Batch, key: CallKey) -> Iterator:
+    wh = batch.warehouse
+    call = _upstream(batch, key, "transcript", "raw_audio", wh.call(key.tenant, key.external_id))
     preset = _preset_for(key, call["category"])
-    with _recorded_failure(wh, key, "transcript"):
+    with _recorded_failure(batch, key, "transcript"):
         decoded = service.decode_recording(
-            audio_store.get(key.tenant, call["audio_uri"]), call["audio_uri"]
+            batch.audio_store.get(key.tenant, call["audio_uri"]), call["audio_uri"]
         )
-        result, elapsed = service.transcribe(decoded, stt.for_preset(preset.speech))
+        result, elapsed = service.transcribe(decoded, batch.stt.for_preset(preset.speech))
     wh.upsert_transcript(
         tenant=key.tenant,
         external_id=key.external_id,
@@ -242,51 +226,30 @@ def transcript(
         data=result.model_dump(mode="json"),
     )
     regions = [audio_lib.speech_regions(c) for c in decoded.channels]
-    check_results = [checks.check_transcript_coverage(result, regions)]
-    failure = _failed_checks(wh, key, "transcript", check_results)
-    yield dg.MaterializeResult(
-        metadata={
-            **_call_metadata(key, call),
-            "model": result.model,
-            "language": result.language or "unknown",
-            "segments": len(result.segments),
-            "words": result.word_count,
-            "audio_s": result.duration_s,
-            "transcribe_s": round(elapsed, 2),
-            "realtime_factor": round(result.duration_s / elapsed, 2) if elapsed else 0.0,
-        },
-        check_results=check_results,
-    )
+    results = [checks.check_transcript_coverage(result, regions)]
+    failure = _failed_checks(batch, key, "transcript", results)
+    metadata = {
+        **_call_metadata(key, call),
+        "model": result.model,
+        "language": result.language or "unknown",
+        "segments": len(result.segments),
+        "words": result.word_count,
+        "audio_s": result.duration_s,
+        "transcribe_s": round(elapsed, 2),
+        "realtime_factor": round(result.duration_s / elapsed, 2) if elapsed else 0.0,
+    }
+    yield from _reported(key, "transcript", metadata, results)
     if failure:
         raise failure
 
 
-@dg.asset(
-    partitions_def=calls_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
-    tags=CALL_TAGS,
-    kinds={"python"},
-    metadata={"dagster/table_name": "transcripts"},
-    deps=[transcript],
-    check_specs=[checks.spec(checks.BOTH_ROLES_PRESENT, "diarized_transcript", calls_partitions)],
-)
-def diarized_transcript(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> Iterator[dg.MaterializeResult]:
-    """Speaker turns labelled operator or customer, plus conversation metrics.
-
-    Stereo recordings get their roles from the tenant's channel map (channel 0 is the
-    operator unless the tenant says otherwise); mono recordings a labelled pause
-    heuristic. Metrics: talk share, silence, overlaps, interruptions, longest monologue,
-    words per minute. Stored in the warehouse table `transcripts` (stage `diarized`).
-    """
-    key = parse_key(context.partition_key)
-    wh = warehouse.get()
-    call = wh.call(key.tenant, key.external_id)
-    data = wh.transcript(key.tenant, key.external_id, "stt")
-    if call is None or data is None:
-        raise _upstream_missing(key, "diarized_transcript", "transcript")
+def _diarized_transcript(batch: _Batch, key: CallKey) -> Iterator:
+    wh = batch.warehouse
+    stage = "diarized_transcript"
+    call = _upstream(batch, key, stage, "raw_audio", wh.call(key.tenant, key.external_id))
+    data = _upstream(
+        batch, key, stage, "transcript", wh.transcript(key.tenant, key.external_id, "stt")
+    )
     stt_result = Transcript.model_validate(data)
     tenant = default_registry().tenant(key.tenant)
     channel_map = tenant.channel_map
@@ -305,24 +268,22 @@ def diarized_transcript(
     else:  # mono: who spoke is unknown without diarization; only require a voice
         speech_by_role = {"operator": stt_result.channels[0].speech_s}
     m = diarized.metrics
-    check_results = [checks.check_roles(diarized, speech_by_role)]
-    failure = _failed_checks(wh, key, "diarized_transcript", check_results)
-    yield dg.MaterializeResult(
-        metadata={
-            **_call_metadata(key, call),
-            "method": diarized.method,
-            "turns": m.turns,
-            "operator_talk_share": m.roles["operator"].talk_share,
-            "customer_talk_share": m.roles["customer"].talk_share,
-            "silence_ratio": m.silence_ratio,
-            "overlap_count": m.overlap_count,
-            "interruption_count": m.interruption_count,
-            "longest_monologue_s": m.longest_monologue_s,
-            "operator_wpm": m.roles["operator"].words_per_minute,
-            "customer_wpm": m.roles["customer"].words_per_minute,
-        },
-        check_results=check_results,
-    )
+    results = [checks.check_roles(diarized, speech_by_role)]
+    failure = _failed_checks(batch, key, stage, results)
+    metadata = {
+        **_call_metadata(key, call),
+        "method": diarized.method,
+        "turns": m.turns,
+        "operator_talk_share": m.roles["operator"].talk_share,
+        "customer_talk_share": m.roles["customer"].talk_share,
+        "silence_ratio": m.silence_ratio,
+        "overlap_count": m.overlap_count,
+        "interruption_count": m.interruption_count,
+        "longest_monologue_s": m.longest_monologue_s,
+        "operator_wpm": m.roles["operator"].words_per_minute,
+        "customer_wpm": m.roles["customer"].words_per_minute,
+    }
+    yield from _reported(key, stage, metadata, results)
     if failure:
         raise failure
 
@@ -363,46 +324,26 @@ def evidence_markdown(record: AnalysisRecord) -> str:
     )
 
 
-@dg.asset(
-    partitions_def=calls_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
-    tags=CALL_TAGS,
-    kinds={"python"},
-    metadata={"dagster/table_name": "analyses"},
-    deps=[diarized_transcript],
-    pool=SCORING_POOL,
-    check_specs=[
-        checks.spec(checks.ANALYSIS_MATCHES_SCHEMA, "scored_analysis", calls_partitions),
-        checks.spec(checks.ANALYSIS_BUSINESS_RULES, "scored_analysis", calls_partitions),
-    ],
-)
-def scored_analysis(
-    context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
-    scorer: ScorerResource,
-) -> Iterator[dg.MaterializeResult]:
-    """The call scored against its preset's rubric: per-criterion scores with evidence
-    quotes, summary, recommendations, and a weighted total (0-100) computed by code.
-
-    The preset picks the scorer (deterministic rules by default, or any LLM through
-    litellm). Every scoring attempt is logged in `scoring_attempts`; the record is validated
-    (published schema, then the business rules) before it is written to `analyses` and
-    `criterion_scores`, so a record that fails a check never reaches the aggregates. Runs in
-    pool `callqa_scoring`.
-    """
-    key = parse_key(context.partition_key)
-    wh = warehouse.get()
-    call = wh.call(key.tenant, key.external_id)
-    data = wh.transcript(key.tenant, key.external_id, "diarized")
-    if call is None or data is None:
-        raise _upstream_missing(key, "scored_analysis", "diarized_transcript")
+def _scored_analysis(batch: _Batch, key: CallKey) -> Iterator:
+    wh = batch.warehouse
+    stage = "scored_analysis"
+    call = _upstream(batch, key, stage, "raw_audio", wh.call(key.tenant, key.external_id))
+    data = _upstream(
+        batch,
+        key,
+        stage,
+        "diarized_transcript",
+        wh.transcript(key.tenant, key.external_id, "diarized"),
+    )
     diarized = DiarizedTranscript.model_validate(data)
     preset = _preset_for(key, call["category"])
-    with _recorded_failure(wh, key, "scored_analysis"):
-        outcome = service.score(diarized, preset, call["category"], scorer.for_preset(preset))
+    with _recorded_failure(batch, key, stage):
+        outcome = service.score(diarized, preset, call["category"], batch.scorer.for_preset(preset))
         wh.record_attempts(
-            key.tenant, key.external_id, context.run.run_id, [a.as_dict() for a in outcome.attempts]
+            key.tenant,
+            key.external_id,
+            batch.context.run.run_id,
+            [a.as_dict() for a in outcome.attempts],
         )
         service.require_valid(outcome, "scoring")
         record = service.assemble(
@@ -418,37 +359,35 @@ def scored_analysis(
         )
     record_json = record.model_dump(mode="json")
     problems = service.validate_record(record_json, preset)
-    check_results = [
+    results = [
         checks.schema_check_result(problems.schema),
         checks.rules_check_result(problems.rules),
     ]
     # Validate, then publish: a record that fails a blocking check never reaches the
     # analyses table (or the aggregates built from it); the call is marked failed instead.
-    failure = _failed_checks(wh, key, "scored_analysis", check_results)
+    failure = _failed_checks(batch, key, stage, results)
     if failure is None:
         wh.save_analysis(record_json, _call_day(call))
         wh.set_staged_status(key.tenant, [key.external_id], "processed")
-    yield dg.MaterializeResult(
-        metadata={
-            **_call_metadata(key, call),
-            "total": record.scores.total,
-            **{f"score_{c.id}": c.score for c in record.scores.criteria},
-            "weakest_criterion": record.weakest.id,
-            "evidence": dg.MetadataValue.md(evidence_markdown(record)),
-            "scores": dg.MetadataValue.md(_scores_markdown(record)),
-            "summary": record.summary,
-            "preset": preset.id,
-            "scorer": record.scoring.scorer,
-            "model": record.scoring.model or "",
-            "prompt_version": record.scoring.prompt_version,
-            "tokens": record.scoring.tokens.total,
-            "cost_usd": record.scoring.cost_usd,
-            "attempts": record.scoring.attempts,
-            "latency_ms": record.scoring.latency_ms,
-            "published": failure is None,
-        },
-        check_results=check_results,
-    )
+    metadata = {
+        **_call_metadata(key, call),
+        "total": record.scores.total,
+        **{f"score_{c.id}": c.score for c in record.scores.criteria},
+        "weakest_criterion": record.weakest.id,
+        "evidence": dg.MetadataValue.md(evidence_markdown(record)),
+        "scores": dg.MetadataValue.md(_scores_markdown(record)),
+        "summary": record.summary,
+        "preset": preset.id,
+        "scorer": record.scoring.scorer,
+        "model": record.scoring.model or "",
+        "prompt_version": record.scoring.prompt_version,
+        "tokens": record.scoring.tokens.total,
+        "cost_usd": record.scoring.cost_usd,
+        "attempts": record.scoring.attempts,
+        "latency_ms": record.scoring.latency_ms,
+        "published": failure is None,
+    }
+    yield from _reported(key, stage, metadata, results)
     if failure:
         raise failure
 
@@ -463,3 +402,186 @@ def _probe_from_call(call: dict) -> audio_lib.AudioProbe:
         sample_rate=call["sample_rate"],
         duration_s=call["duration_s"],
     )
+
+
+# The stages, in dependency order; a run executes those its asset selection holds.
+STAGES: dict[str, Callable[[_Batch, CallKey], Iterator]] = {
+    "raw_audio": _raw_audio,
+    "transcript": _transcript,
+    "diarized_transcript": _diarized_transcript,
+    "scored_analysis": _scored_analysis,
+}
+assert tuple(STAGES) == CALL_ASSET_NAMES
+
+_SPEC_ARGS = {
+    "partitions_def": calls_partitions,
+    "group_name": GROUP,
+    "owners": OWNERS,
+    "tags": CALL_TAGS,
+}
+CALL_SPECS = [
+    dg.AssetSpec(
+        "raw_audio",
+        description=(
+            "The call's original recording, kept byte for byte in the audio store and probed. "
+            "Reads the staged call (`staged_calls`: a local file or a CRM URL fetched safely), "
+            "stores the bytes under the tenant in the audio store, and records the probe "
+            "(duration, channels, sample rate, codec, sha256) with the call's operator, "
+            "category and start time in the warehouse table `calls`. A recording that does "
+            "not decode fails the call here."
+        ),
+        kinds={"audio", "python"},
+        metadata={"dagster/table_name": "calls"},
+        **_SPEC_ARGS,
+    ),
+    dg.AssetSpec(
+        "transcript",
+        description=(
+            "Speech-to-text of the recording, with word timestamps; stereo recordings per "
+            "channel. The call's preset picks the provider (faster-whisper locally by "
+            "default, or an OpenAI-compatible transcription API) and the model. Stored in "
+            "the warehouse table `transcripts` (stage `stt`)."
+        ),
+        kinds={"faster-whisper", "python"},
+        metadata={"dagster/table_name": "transcripts"},
+        deps=["raw_audio"],
+        **_SPEC_ARGS,
+    ),
+    dg.AssetSpec(
+        "diarized_transcript",
+        description=(
+            "Speaker turns labelled operator or customer, plus conversation metrics. Stereo "
+            "recordings get their roles from the tenant's channel map (channel 0 is the "
+            "operator unless the tenant says otherwise); mono recordings a labelled pause "
+            "heuristic. Metrics: talk share, silence, overlaps, interruptions, longest "
+            "monologue, words per minute. Stored in the warehouse table `transcripts` "
+            "(stage `diarized`)."
+        ),
+        kinds={"python"},
+        metadata={"dagster/table_name": "transcripts"},
+        deps=["transcript"],
+        **_SPEC_ARGS,
+    ),
+    dg.AssetSpec(
+        "scored_analysis",
+        description=(
+            "The call scored against its preset's rubric: per-criterion scores with evidence "
+            "quotes, summary, recommendations, and a weighted total (0-100) computed by code. "
+            "The preset picks the scorer (deterministic rules by default, or any LLM through "
+            "litellm). Every scoring attempt is logged in `scoring_attempts`; the record is "
+            "validated (published schema, then the business rules) before it is written to "
+            "`analyses` and `criterion_scores`, so a record that fails a check never reaches "
+            "the aggregates."
+        ),
+        kinds={"python"},
+        metadata={"dagster/table_name": "analyses"},
+        deps=["diarized_transcript"],
+        **_SPEC_ARGS,
+    ),
+]
+CALL_CHECK_SPECS = [
+    checks.spec(checks.RECORDING_DECODABLE, "raw_audio", calls_partitions),
+    checks.spec(checks.TRANSCRIPT_COVERS_SPEECH, "transcript", calls_partitions),
+    checks.spec(checks.BOTH_ROLES_PRESENT, "diarized_transcript", calls_partitions),
+    checks.spec(checks.ANALYSIS_MATCHES_SCHEMA, "scored_analysis", calls_partitions),
+    checks.spec(checks.ANALYSIS_BUSINESS_RULES, "scored_analysis", calls_partitions),
+]
+
+
+def _done_by_earlier_attempt(
+    context: dg.AssetExecutionContext, keys: list[str], last_stage: str
+) -> set[str]:
+    """Calls an automatic retry of this run can skip: the attempt that died (its worker was
+    killed, say) already carried them through the last selected stage. Only automatic
+    retries skip; a run a user launches or re-executes does every call it names."""
+    run = context.run
+    if run.tags.get(RETRY_NUMBER_TAG) is None:
+        return set()
+    instance = context.instance
+    root = run.root_run_id or run.tags.get(ROOT_RUN_ID_TAG)
+    if not root:
+        return set()
+    attempts = [root] + [
+        r.run_id for r in instance.get_runs(filters=dg.RunsFilter(tags={ROOT_RUN_ID_TAG: root}))
+    ]
+    wanted, asset = set(keys), dg.AssetKey(last_stage)
+    done: set[str] = set()
+    for run_id in set(attempts) - {run.run_id}:
+        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+            mat = entry.asset_materialization
+            if mat and mat.asset_key == asset and mat.partition in wanted:
+                done.add(mat.partition)
+    return done
+
+
+def build_call_assets(calls_per_run: int = DEFAULT_CALLS_PER_RUN) -> dg.AssetsDefinition:
+    """The four per-call assets as one subsettable step over a batch of call partitions.
+
+    `calls_per_run` (CALLQA_CALLS_PER_RUN) is how many calls a backfill puts in one run.
+    """
+
+    @dg.multi_asset(
+        name="process_calls",
+        specs=CALL_SPECS,
+        check_specs=CALL_CHECK_SPECS,
+        can_subset=True,
+        partitions_def=calls_partitions,
+        backfill_policy=dg.BackfillPolicy.multi_run(calls_per_run),
+        pool=CALLS_POOL,
+    )
+    def process_calls(
+        context: dg.AssetExecutionContext,
+        warehouse: WarehouseResource,
+        audio_store: AudioStoreResource,
+        stt: SpeechToTextResource,
+        scorer: ScorerResource,
+    ) -> Iterator:
+        """Each call of the run through the selected stages, one call after the other."""
+        batch = _Batch(context, warehouse.get(), audio_store, stt, scorer)
+        selected = {k.to_user_string() for k in context.selected_asset_keys}
+        stages = [name for name in CALL_ASSET_NAMES if name in selected]
+        keys = list(context.partition_keys)
+        done = _done_by_earlier_attempt(context, keys, stages[-1])
+        if done:
+            context.log.info(f"{len(done)} call(s) finished by the interrupted attempt: skipped")
+        failures: list[CallFailed] = []
+        for partition_key in keys:
+            if partition_key in done:
+                continue
+            key = parse_key(partition_key)
+            try:
+                for name in stages:
+                    yield from STAGES[name](batch, key)
+            except CallFailed as failed:
+                failures.append(failed)
+                context.log.error(str(failed))
+            except Exception as exc:  # a bug or an outage: this call fails, the batch goes on
+                failed = batch.fail(key, "internal", f"{exc.__class__.__name__}: {exc}"[:500])
+                failures.append(failed)
+                context.log.exception(str(failed))
+        if failures:
+            listed = "; ".join(str(f) for f in failures)[:2000]
+            raise dg.Failure(
+                description=(
+                    listed
+                    if len(keys) == 1
+                    else f"{len(failures)} of {len(keys)} calls failed: {listed}"
+                ),
+                metadata={
+                    "failed_calls": ", ".join(f.key.partition_key for f in failures),
+                    "calls_in_run": len(keys),
+                    **(
+                        {
+                            "call": failures[0].key.partition_key,
+                            "tenant": failures[0].key.tenant,
+                            "stage": failures[0].stage,
+                            "error": failures[0].error,
+                            **failures[0].metadata,
+                        }
+                        if len(failures) == 1
+                        else {}
+                    ),
+                },
+            )
+
+    return process_calls

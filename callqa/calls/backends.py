@@ -24,6 +24,7 @@ class SpeechBackends:
     device: str = "cpu"
     compute_type: str = "int8"
     cpu_threads: int = 0
+    batch_size: int = 0  # >0: faster-whisper's batched inference (for GPUs)
     api_base: str | None = None
     api_key: str | None = None
     api_model: str | None = None
@@ -42,6 +43,7 @@ class SpeechBackends:
                     beam_size=speech.beam_size,
                     language=speech.language,
                     cpu_threads=self.cpu_threads,
+                    batch_size=self.batch_size,
                 )
             )
         if provider != "openai":
@@ -96,6 +98,9 @@ def backends_from_settings(settings: s.Settings) -> tuple[SpeechBackends, Scorer
         whisper_model=settings.whisper_model,
         device=settings.whisper_device,
         compute_type=settings.whisper_compute_type,
+        # One command, one call: all cores unless CALLQA_WHISPER_THREADS says otherwise.
+        cpu_threads=settings.whisper_threads,
+        batch_size=settings.whisper_batch_size,
         api_base=s.secret(s.STT_API_BASE_ENV),
         api_key=s.secret(s.STT_API_KEY_ENV),
         api_model=settings.stt_api_model,

@@ -28,6 +28,9 @@ def _providers(settings: s.Settings) -> dict:
             whisper_model=settings.whisper_model,
             device=settings.whisper_device,
             compute_type=settings.whisper_compute_type,
+            # CALLQA_CALL_SLOTS batches transcribe at once: each gets its share of the cores.
+            cpu_threads=settings.effective_whisper_threads,
+            batch_size=settings.whisper_batch_size,
             api_base=_env(s.STT_API_BASE_ENV, settings.has_stt_api_base),
             api_key=_env(s.STT_API_KEY_ENV, settings.has_stt_api_key),
             api_model=settings.stt_api_model,

@@ -21,7 +21,12 @@ class SpeechToTextResource(dg.ConfigurableResource):
     )
     device: str = Field("cpu", description="faster-whisper device: cpu, cuda or auto")
     compute_type: str = Field("int8", description="int8 on CPU; float16 on GPU")
-    cpu_threads: int = Field(0, description="0 = let CTranslate2 decide")
+    cpu_threads: int = Field(
+        0, description="CPU threads per transcription (CALLQA_WHISPER_THREADS); 0 = all cores"
+    )
+    batch_size: int = Field(
+        0, description="faster-whisper batched inference (CALLQA_WHISPER_BATCH_SIZE); 0 = off"
+    )
     api_base: str | None = Field(None, description="OpenAI-compatible transcription endpoint")
     api_key: str | None = Field(None, description="Set with dg.EnvVar")
     api_model: str | None = Field(None, description="Override the preset's api_model")
@@ -34,6 +39,7 @@ class SpeechToTextResource(dg.ConfigurableResource):
             device=self.device,
             compute_type=self.compute_type,
             cpu_threads=self.cpu_threads,
+            batch_size=self.batch_size,
             api_base=self.api_base,
             api_key=self.api_key,
             api_model=self.api_model,

@@ -1,26 +1,83 @@
-"""Turn newly staged calls into `calls` partitions and runs, for auto-process tenants."""
+"""Turn newly staged calls into `calls` partitions and runs, for auto-process tenants.
+
+Calls are grouped into runs of several partitions: one run per call paid a process start,
+imports and a speech-model load for every call, which dominated short calls. A run targets
+a contiguous range of `calls` partitions (Dagster's partition-range runs: the order is the
+order keys were added), never mixes tenants, and holds at most CALLQA_CALLS_PER_RUN calls;
+a small tick is spread over CALLQA_CALL_SLOTS runs so every slot has work.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Sequence
 
 import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
-from callqa.assets.partitions import calls_partitions
+from callqa.assets.partitions import CALLS_PARTITIONS
 from callqa.assets.pools import ensure_pool_limits
 from callqa.calls.keys import make_key
 from callqa.config.registry import default_registry
-from callqa.jobs import process_call_job, tenant_aggregates_job
+from callqa.jobs import PROCESS_CALL, TENANT_AGGREGATES
 from callqa.resources import WarehouseResource
 
 # Bounded work per tick keeps ticks fast; the next tick picks up the rest.
 MAX_CALLS_PER_TICK = 200
 
 
-def build_staged_calls_sensor(interval_s: int = 30) -> dg.SensorDefinition:
+def batch_size(calls: int, calls_per_run: int, call_slots: int) -> int:
+    """Calls per run: enough runs to fill every slot, none over `calls_per_run`."""
+    return max(1, min(calls_per_run, math.ceil(calls / call_slots)))
+
+
+def contiguous_batches(
+    keys: Sequence[str], order: dict[str, int], tenant_of: dict[str, str], size: int
+) -> list[list[str]]:
+    """Split `keys` into runs of at most `size` keys that are adjacent in the partition
+    order and share a tenant: a range run covers every key between its ends, so a range
+    may only span keys that are all due (a re-staged call sits where it was first added)."""
+    batches: list[list[str]] = []
+    for key in sorted(keys, key=order.__getitem__):
+        current = batches[-1] if batches else None
+        if (
+            current
+            and len(current) < size
+            and order[key] == order[current[-1]] + 1
+            and tenant_of[key] == tenant_of[current[-1]]
+        ):
+            current.append(key)
+        else:
+            batches.append([key])
+    return batches
+
+
+def _run_request(batch: list[str], tenant: str, first_id: int) -> dg.RunRequest:
+    tags = {"callqa/tenant": tenant, "callqa/calls": str(len(batch))}
+    # The staged row id makes the key new when a call is staged again (`callqa retry`).
+    run_key = f"{batch[0]}..{batch[-1]}#{first_id}"
+    if len(batch) == 1:
+        return dg.RunRequest(run_key=run_key, partition_key=batch[0], tags=tags)
+    return dg.RunRequest(
+        run_key=run_key,
+        tags={
+            **tags,
+            ASSET_PARTITION_RANGE_START_TAG: batch[0],
+            ASSET_PARTITION_RANGE_END_TAG: batch[-1],
+        },
+    )
+
+
+def build_staged_calls_sensor(
+    interval_s: int = 30, calls_per_run: int = 8, call_slots: int = 2
+) -> dg.SensorDefinition:
     @dg.sensor(
         name="staged_calls_sensor",
-        job=process_call_job,
+        job_name=PROCESS_CALL,
         minimum_interval_seconds=interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
@@ -35,22 +92,27 @@ def build_staged_calls_sensor(interval_s: int = 30) -> dg.SensorDefinition:
         rows = warehouse.get().staged_calls_after(last_id, auto, MAX_CALLS_PER_TICK)
         if not rows:
             return dg.SensorResult(skip_reason="no newly staged calls", cursor=str(last_id))
-        created = ensure_pool_limits(context.instance)
+        instance = context.instance
+        created = ensure_pool_limits(instance, call_slots)
         if created:
             context.log.info(f"created concurrency pool limits: {', '.join(created)}")
-        keys = [make_key(r["tenant"], r["external_id"]).partition_key for r in rows]
-        context.log.info(f"{len(keys)} staged call(s) to process")
+        first_id: dict[str, int] = {}
+        tenant_of: dict[str, str] = {}
+        for r in rows:  # a call staged twice since the cursor is one call
+            key = make_key(r["tenant"], r["external_id"]).partition_key
+            first_id.setdefault(key, r["id"])
+            tenant_of[key] = r["tenant"]
+        keys = list(first_id)
+        # Added here, not through SensorResult, because a range run needs the keys' places
+        # in the partition order; adding a key that exists is a no-op.
+        instance.add_dynamic_partitions(CALLS_PARTITIONS, keys)
+        order = {k: i for i, k in enumerate(instance.get_dynamic_partitions(CALLS_PARTITIONS))}
+        size = batch_size(len(keys), calls_per_run, call_slots)
+        batches = contiguous_batches(keys, order, tenant_of, size)
+        context.log.info(f"{len(keys)} staged call(s) to process in {len(batches)} run(s)")
         return dg.SensorResult(
-            # Adding a key that exists is a no-op in Dagster (a re-staged call keeps its
-            # partition), so there is no need to load the whole partition list every tick.
-            dynamic_partitions_requests=[calls_partitions.build_add_request(keys)],
             run_requests=[
-                dg.RunRequest(
-                    partition_key=k,
-                    run_key=f"{k}#{r['id']}",
-                    tags={"callqa/tenant": r["tenant"]},
-                )
-                for k, r in zip(keys, rows, strict=True)
+                _run_request(b, tenant_of[b[0]], min(first_id[k] for k in b)) for b in batches
             ],
             cursor=str(rows[-1]["id"]),
         )
@@ -61,7 +123,7 @@ def build_staged_calls_sensor(interval_s: int = 30) -> dg.SensorDefinition:
 def build_tenant_aggregates_sensor(interval_s: int = 120) -> dg.SensorDefinition:
     @dg.sensor(
         name="tenant_aggregates_sensor",
-        job=tenant_aggregates_job,
+        job_name=TENANT_AGGREGATES,
         minimum_interval_seconds=interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
