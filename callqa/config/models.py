@@ -144,6 +144,15 @@ class Tenant(_Strict):
         description="Call category -> preset id; 'default' applies to any other category.",
     )
     alerts: Alerts = Alerts()
+    retention_days: int = Field(
+        90,
+        ge=1,
+        description=(
+            "Days a scored call keeps its Dagster `calls` partition; older scored calls' "
+            "partitions are retired daily (the warehouse keeps every row). Calls per day x "
+            "retention_days should stay well under 100,000 partitions (docs/capacity.md)."
+        ),
+    )
 
     @field_validator("presets")
     @classmethod

@@ -647,3 +647,30 @@ class Warehouse:
                 }
                 for r in rows
             ]
+
+    # partition retention (callqa/retention.py) ---------------------------------------------
+    def retirable_partition_keys(
+        self,
+        tenant: str,
+        before: date,
+        *,
+        among: Iterable[str] | None = None,
+        after: str | None = None,
+        limit: int = 500,
+    ) -> list[str]:
+        """One page (at most `limit`) of the `calls` partition keys of a tenant's calls whose
+        results live in the warehouse: an analysis is stored and the call's day (its start, or
+        when raw_audio last ran if the start is unknown: `analyses.call_day`, indexed) is
+        before `before`. Ordered by call id; the next page starts `after` the last id seen.
+        `among` limits the page to those call ids (the partitions that still exist)."""
+        from callqa.calls.keys import make_key
+
+        a = t.analyses
+        query = sa.select(a.c.external_id).where(a.c.tenant == tenant, a.c.call_day < before)
+        if among is not None:
+            query = query.where(a.c.external_id.in_(list(among)))
+        if after is not None:
+            query = query.where(a.c.external_id > after)
+        with self.engine.connect() as conn:
+            ids = conn.execute(query.order_by(a.c.external_id).limit(limit)).scalars().all()
+        return [make_key(tenant, external_id).partition_key for external_id in ids]
