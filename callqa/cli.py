@@ -298,6 +298,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
     import dagster as dg
 
+    from callqa.assets.pools import ensure_pool_limits
     from callqa.instance import ensure_dagster_home
 
     home = ensure_dagster_home()
@@ -307,6 +308,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         # A call staged for a tenant without auto_process has no partition yet; adding one
         # that exists is a no-op.
         instance.add_dynamic_partitions(CALLS_PARTITIONS, keys)
+        # The pool that bounds how many batches run at once, as the sensor creates it.
+        ensure_pool_limits(instance, settings.load_settings().call_slots)
     finally:
         instance.dispose()
     params = backfill_params(

@@ -8,7 +8,12 @@ Prints, for the bundled demo recordings:
   (one process per file, so model load and imports included) and for the same per-call
   code in one warm process;
 - bare faster-whisper: the same model (bundled tiny.en, int8, CPU, beam 5) transcribing
-  each file directly (downmixed, no word timestamps), the floor callqa builds on.
+  each file directly (downmixed, no word timestamps), the floor callqa builds on;
+- the production path (scripts/bench_production.py): 16 calls staged and processed by the
+  daemon on the repository's dagster.yaml, against bare faster-whisper on every channel of
+  the same audio; per-call overhead and the peak memory of one run worker;
+- 100,000 `calls` partitions (scripts/bench_partitions.py): adding, listing, a sensor tick,
+  the UI's partition views and retention.
 """
 
 from __future__ import annotations
@@ -91,6 +96,12 @@ def bench_bare_whisper(paths: list[Path]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-demo", action="store_true", help="skip the demo wall time")
+    parser.add_argument(
+        "--skip-production", action="store_true", help="skip the production-path throughput"
+    )
+    parser.add_argument(
+        "--skip-partitions", action="store_true", help="skip the 100,000-partition figures"
+    )
     args = parser.parse_args()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     paths = files()
@@ -111,6 +122,16 @@ def main() -> None:
     for label, seconds in rows:
         print(f"{label:<40} {seconds:7.1f} s wall  {audio / seconds:6.2f} audio s / wall s")
     print(f"peak memory of one `callqa analyze` process: {cli_peak_mib:.0f} MiB")
+    if not args.skip_production:
+        sys.path.insert(0, str(ROOT / "scripts"))
+        from bench_production import measure
+
+        print("\nproduction path (scripts/bench_production.py):", flush=True)
+        for line in measure(calls=16, sensor_interval_s=2):
+            print(f"  {line}", flush=True)
+    if not args.skip_partitions:
+        print("\n100,000 partitions (scripts/bench_partitions.py):", flush=True)
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_partitions.py")], check=True)
 
 
 if __name__ == "__main__":

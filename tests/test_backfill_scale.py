@@ -153,12 +153,12 @@ def test_rescore_backfill_of_1000_calls_survives_a_killed_worker(
             CALLQA_AGGREGATES_INTERVAL_S="3600",
             **pg_env,
         )
-        with open_instance(home) as instance:
-            # The pool as staged_calls_sensor creates it on a first tick with work.
-            instance.event_log_storage.set_concurrency_slots("callqa_calls", SLOTS)
         backfill_id = callqa_cli(
             env, "backfill", "--tenant", TENANT, "--assets", "scored_analysis"
         ).strip()
+        with open_instance(home) as instance:  # the CLI created the pool at CALLQA_CALL_SLOTS
+            limit = instance.event_log_storage.get_concurrency_info("callqa_calls").slot_count
+            assert limit == SLOTS
         daemon = Daemon(env, tmp_path / "daemon.log")
         most_in_progress, killed = 0, None
         try:
