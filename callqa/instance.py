@@ -77,44 +77,21 @@ concurrency:
 
 # What earlier callqa versions wrote; such a file is upgraded in place.
 _LEGACY_LOCAL_YAML = "telemetry:\n  enabled: false\n"
-_PREVIOUS_LOCAL_YAML = """\
-# Written by callqa (callqa/instance.py, `callqa dagster-home`): Dagster's default SQLite
-# storage in this folder. Edit freely; callqa never overwrites an edited file.
-telemetry:
-  enabled: false
-# No "new user experience" pop-up (the newsletter sign-up box) when the UI opens.
-nux:
-  enabled: false
-
-# Dagster's DefaultRunLauncher, plus a worker health check: see callqa/instance.py.
-run_launcher:
-  module: callqa.instance
-  class: MonitoredRunLauncher
-
-# The daemon checks in-progress runs every 5 s: a run whose worker died is marked failed,
-# a run over max_runtime_seconds (any run, or per run with the tag dagster/max_runtime)
-# is terminated, and pool slots a dead run still held are freed after 30 s.
-run_monitoring:
-  enabled: true
-  poll_interval_seconds: 5
-  start_timeout_seconds: 180
-  cancel_timeout_seconds: 180
-  max_runtime_seconds: 7200
-  free_slots_after_run_end_seconds: 30
-
-# A run that failed without a failed step (its worker died, say) is re-executed from
-# where it stopped, once; a call whose input makes a step fail is not retried.
-run_retries:
-  enabled: true
-  max_retries: 1
-  retry_on_asset_or_op_failure: false
-"""
+# The sha256 of the LOCAL_INSTANCE_YAML of callqa before batches of calls (no pool gate).
+_PREVIOUS_LOCAL_YAML_SHA256 = "ec83c9bb2ad663ef5c6c2fe97965734f0d45bc98d5dfc45f9fc818db185c6e73"
 
 
 # The worker's own first engine event (dagster/_grpc/impl.py), with the PID as metadata.
 _WORKER_STARTED_PREFIX = "Started process for run"
 # A restarted clock or a coarse boot time must not make a live worker look like a new process.
 _START_TIME_SLACK_S = 60.0
+
+
+def _written_by_earlier_callqa(text: str) -> bool:
+    import hashlib
+
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return text == _LEGACY_LOCAL_YAML or digest == _PREVIOUS_LOCAL_YAML_SHA256
 
 
 def ensure_dagster_home(home: Path | None = None) -> Path:
@@ -126,7 +103,7 @@ def ensure_dagster_home(home: Path | None = None) -> Path:
     home = (home or settings.dagster_home()).resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists() or config.read_text() in (_LEGACY_LOCAL_YAML, _PREVIOUS_LOCAL_YAML):
+    if not config.exists() or _written_by_earlier_callqa(config.read_text()):
         config.write_text(LOCAL_INSTANCE_YAML)
     return home
 

@@ -8,6 +8,17 @@ from callqa.speech.diarization import DiarizedSegment, DiarizedTranscript, conve
 
 Line = tuple[float, float, str, str]  # (start, end, speaker, text)
 
+# A short, good sales call as (speaker, text) turns: every rules criterion finds a cue.
+SHORT_SALES_CALL = [
+    ("operator", "Good morning, thank you for calling Northwind, this is Anna, how can I help?"),
+    ("customer", "Hi, I would like to know about your business plan, it seems expensive."),
+    ("operator", "What do you use today and how many people are on your team?"),
+    ("customer", "About twenty people, but the price worries me."),
+    ("operator", "I understand the price concern; the plan saves you time and includes support."),
+    ("customer", "Alright, that sounds fair."),
+    ("operator", "Shall I send you the offer by email and call you on Friday? Thank you, goodbye!"),
+]
+
 
 def diarized(
     lines: Iterable[Line],

@@ -74,6 +74,30 @@ def dagster_pg_env(url: str) -> dict[str, str]:
     }
 
 
+def production_env(
+    tmp_path: Path, dagster_db: str, warehouse_db: str, monkeypatch, **extra: str | os.PathLike
+) -> tuple[Path, dict[str, str]]:
+    """A DAGSTER_HOME with the repository's own dagster.yaml on `dagster_db`, and the
+    environment of a production deployment on it (warehouse `warehouse_db`) plus `extra`.
+    The DAGSTER_PG_* variables are also set in this process, for the instance tests read."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    pg_env = dagster_pg_env(dagster_db)
+    for name, value in pg_env.items():
+        monkeypatch.setenv(name, value)
+    env = subprocess_env(
+        DAGSTER_HOME=home,
+        CALLQA_DEPLOYMENT="production",
+        CALLQA_DATABASE_URL=warehouse_db,
+        CALLQA_AUDIO_STORE=tmp_path / "audio",
+        CALLQA_DATA_DIR=tmp_path / "data",
+        **pg_env,
+        **extra,
+    )
+    return home, env
+
+
 def callqa_cli(env: dict[str, str], *args: str | os.PathLike) -> str:
     """Run the installed `callqa` command; returns its stdout, fails with its stderr."""
     script = BIN / "callqa"

@@ -18,17 +18,15 @@ from dagster._core.execution.backfill import BulkActionStatus
 
 from callqa.storage import tables as t
 from callqa.storage.warehouse import Warehouse
-from tests.builders import diarized, timed
-from tests.paths import ROOT
+from tests.builders import SHORT_SALES_CALL, diarized, timed
 from tests.production_path import (
     TENANT,
     Daemon,
     callqa_cli,
-    dagster_pg_env,
     open_instance,
     pg_databases,
+    production_env,
     runs_summary,
-    subprocess_env,
     wait_for,
     worker_pid,
 )
@@ -36,15 +34,6 @@ from tests.production_path import (
 CALLS = 1000
 CALLS_PER_RUN = 100
 SLOTS = 2
-CONVERSATION = [
-    ("operator", "Good morning, thank you for calling Northwind, this is Anna, how can I help?"),
-    ("customer", "Hi, I would like to know about your business plan, it seems expensive."),
-    ("operator", "What do you use today and how many people are on your team?"),
-    ("customer", "About twenty people, but the price worries me."),
-    ("operator", "I understand the price concern; the plan saves you time and includes support."),
-    ("customer", "Alright, that sounds fair."),
-    ("operator", "Shall I send you the offer by email and call you on Friday? Thank you, goodbye!"),
-]
 SCORED = dg.AssetKey("scored_analysis")
 
 
@@ -52,7 +41,7 @@ def _transcribed_calls(url: str, count: int) -> list[str]:
     """`count` calls as the pipeline leaves them after diarization (staged, probed,
     transcribed), written in bulk: the backfill re-scores them."""
     Warehouse.from_url(url).dispose()  # migrations
-    transcript = diarized(timed(CONVERSATION)).model_dump(mode="json")
+    transcript = diarized(timed(SHORT_SALES_CALL)).model_dump(mode="json")
     now = datetime.now(UTC)
     ids = [f"hist-{i:04}" for i in range(count)]
     started = [now - timedelta(days=30, minutes=i) for i in range(count)]
@@ -137,21 +126,14 @@ def test_rescore_backfill_of_1000_calls_survives_a_killed_worker(
     with pg_databases(pg_server_url, "dagster", "warehouse") as (dagster_db, warehouse_db):
         keys = _transcribed_calls(warehouse_db, CALLS)
         transcripts_before = _count(warehouse_db, t.transcripts)
-        home = tmp_path / "dagster_home"
-        home.mkdir()
-        (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-        pg_env = dagster_pg_env(dagster_db)
-        for name, value in pg_env.items():
-            monkeypatch.setenv(name, value)
-        env = subprocess_env(
-            DAGSTER_HOME=home,
-            CALLQA_DEPLOYMENT="production",
-            CALLQA_DATABASE_URL=warehouse_db,
-            CALLQA_AUDIO_STORE=tmp_path / "audio",
+        home, env = production_env(
+            tmp_path,
+            dagster_db,
+            warehouse_db,
+            monkeypatch,
             CALLQA_CALLS_PER_RUN=str(CALLS_PER_RUN),
             CALLQA_CALL_SLOTS=str(SLOTS),
             CALLQA_AGGREGATES_INTERVAL_S="3600",
-            **pg_env,
         )
         backfill_id = callqa_cli(
             env, "backfill", "--tenant", TENANT, "--assets", "scored_analysis"

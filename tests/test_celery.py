@@ -38,11 +38,10 @@ from tests.production_path import (
     Daemon,
     WarehouseProbe,
     callqa_cli,
-    dagster_pg_env,
     open_instance,
     pg_databases,
+    production_env,
     runs_summary,
-    subprocess_env,
     wait_for,
 )
 
@@ -185,18 +184,11 @@ def test_two_celery_workers_share_a_backfill(pg_server_url, tmp_path, monkeypatc
         redis_db(REDIS_URL) as broker,
         pg_databases(pg_server_url, "dagster", "warehouse") as (dagster_db, warehouse_db),
     ):
-        home = tmp_path / "dagster_home"
-        home.mkdir()
-        (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-        pg_env = dagster_pg_env(dagster_db)
-        for name, value in pg_env.items():  # for the instance this test reads
-            monkeypatch.setenv(name, value)
-        env = subprocess_env(
-            DAGSTER_HOME=home,
-            CALLQA_DEPLOYMENT="production",
-            CALLQA_DATABASE_URL=warehouse_db,
-            CALLQA_AUDIO_STORE=tmp_path / "audio",
-            CALLQA_DATA_DIR=tmp_path / "data",
+        home, env = production_env(
+            tmp_path,
+            dagster_db,
+            warehouse_db,
+            monkeypatch,
             CALLQA_CONFIG_DIR=manual_tenant(tmp_path / "config"),
             CALLQA_EXECUTOR="celery",
             CALLQA_CELERY_BROKER=broker,
@@ -204,7 +196,6 @@ def test_two_celery_workers_share_a_backfill(pg_server_url, tmp_path, monkeypatc
             CALLQA_CALL_SLOTS="2",  # two runs at once: one per worker
             CALLQA_SENSOR_INTERVAL_S="1",
             CALLQA_AGGREGATES_INTERVAL_S="3600",  # only the backfill's runs compete
-            **pg_env,
         )
         # The workers start while the calls are staged and the backfill submitted.
         workers = [CeleryWorker(n, env, tmp_path / f"{n}.log") for n in WORKERS]
@@ -212,12 +203,6 @@ def test_two_celery_workers_share_a_backfill(pg_server_url, tmp_path, monkeypatc
         daemon = None
         try:
             callqa_cli(env, "stage", *CALLS, "--tenant", TENANT)
-            with open_instance(home) as instance:
-                # What staged_calls_sensor does before it launches runs (auto_process is off
-                # here): two runs must not create the pool's limit row at once.
-                from callqa.assets.pools import ensure_pool_limits
-
-                ensure_pool_limits(instance, 2)
             backfill_id = callqa_cli(env, "backfill", "--tenant", TENANT).strip()
             wait_for(lambda: all(w.ready() for w in workers), 60, lambda: _logs(workers))
             daemon = Daemon(env, tmp_path / "daemon.log")

@@ -30,9 +30,9 @@ from tests.production_path import (
     Daemon,
     WarehouseProbe,
     callqa_cli,
-    dagster_pg_env,
     open_instance,
     pg_databases,
+    production_env,
     run_messages,
     run_production_path,
     runs_summary,
@@ -64,21 +64,7 @@ def test_production_instance_on_postgres(pg_server_url, tmp_path, monkeypatch):
     """The repository's dagster.yaml, as shipped, with both databases on PostgreSQL."""
     t0 = time.perf_counter()
     with pg_databases(pg_server_url, "dagster", "warehouse") as (dagster_db, warehouse_db):
-        home = tmp_path / "dagster_home"
-        home.mkdir()
-        (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-        pg_env = dagster_pg_env(dagster_db)
-        for name, value in pg_env.items():  # for the instance this test reads
-            monkeypatch.setenv(name, value)
-        env = subprocess_env(
-            DAGSTER_HOME=home,
-            CALLQA_DEPLOYMENT="production",
-            CALLQA_DATABASE_URL=warehouse_db,
-            CALLQA_AUDIO_STORE=tmp_path / "audio",
-            CALLQA_DATA_DIR=tmp_path / "data",
-            **pg_env,
-            **FAST_SENSORS,
-        )
+        home, env = production_env(tmp_path, dagster_db, warehouse_db, monkeypatch, **FAST_SENSORS)
         with open_instance(home) as instance:
             assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         result = run_production_path(

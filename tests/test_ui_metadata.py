@@ -30,7 +30,7 @@ from callqa.instance import LOCAL_INSTANCE_YAML, ensure_dagster_home
 from callqa.storage import tables as t
 from callqa.storage.warehouse import Warehouse
 from tests.audio_helpers import noise, silence, write_wav
-from tests.builders import diarized, timed
+from tests.builders import SHORT_SALES_CALL, diarized, timed
 from tests.call_assets import (
     InventedQuoteScorerResource,
     call_resources,
@@ -39,15 +39,7 @@ from tests.call_assets import (
 from tests.paths import ROOT
 
 CALL_GROUPS = {"calls", "aggregates"}
-GOOD_CALL = [
-    ("operator", "Good morning, thank you for calling Northwind, this is Anna, how can I help?"),
-    ("customer", "Hi, I would like to know about your business plan, it seems expensive."),
-    ("operator", "What do you use today and how many people are on your team?"),
-    ("customer", "About twenty people, but the price worries me."),
-    ("operator", "I understand the price concern; the plan saves you time and includes support."),
-    ("customer", "Alright, that sounds fair."),
-    ("operator", "Shall I send you the offer by email and call you on Friday? Thank you, goodbye!"),
-]
+GOOD_CALL = SHORT_SALES_CALL
 
 
 def _stage(wh: Warehouse, tmp_path: Path, external_id: str, **kw) -> str:
