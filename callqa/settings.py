@@ -78,7 +78,7 @@ class Settings(BaseModel):
     has_celery_broker: bool = False
     celery_broker_scheme: str | None = None
     has_celery_backend: bool = False
-    calls_per_run: int = Field(8, ge=1, le=500)
+    calls_per_run: int = Field(24, ge=1, le=500)
     call_slots: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     whisper_threads: int = Field(0, ge=0)  # 0: this host's cores shared by call_slots
     whisper_batch_size: int = Field(0, ge=0)  # >0: batched inference (a GPU wants 8-16)
@@ -120,7 +120,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "has_celery_broker": bool(_set(env, CELERY_BROKER_ENV)),
         "celery_broker_scheme": _url_scheme(_set(env, CELERY_BROKER_ENV)),
         "has_celery_backend": bool(_set(env, CELERY_BACKEND_ENV)),
-        "calls_per_run": _set(env, CALLS_PER_RUN_ENV) or 8,
+        "calls_per_run": _set(env, CALLS_PER_RUN_ENV) or 24,
         "whisper_threads": _set(env, WHISPER_THREADS_ENV) or 0,
         "whisper_batch_size": _set(env, WHISPER_BATCH_SIZE_ENV) or 0,
     }

@@ -1,17 +1,19 @@
 """Production-path throughput against bare faster-whisper on the same audio (printed).
 
-    .venv/bin/python scripts/bench_production.py [--calls 16] [--sensor-interval 2]
+    .venv/bin/python scripts/bench_production.py [--calls 96] [--sensor-interval 2]
 
 The production path is the one tests/test_production_path.py runs, with the same helpers:
 throwaway PostgreSQL databases for the Dagster instance (the repository's dagster.yaml)
-and the warehouse, `callqa stage`, then `dagster-daemon run -w workspace.yaml` until every
-call's analysis is stored. The clock starts when staging is done and stops when the last
-analysis is stored, so it includes the sensor's first tick (at most the interval), run
+and the warehouse, `dagster-daemon run -w workspace.yaml` already running (as in
+production: it starts first, and the clock waits for the sensor's first empty tick), then
+`callqa stage`. The clock starts when staging is done and stops when the last analysis is
+stored, so it includes the wait for the sensor's next tick (at most the interval), run
 queueing and launch, every check and every warehouse and event-log write.
 
 Bare faster-whisper: the same model and settings the pipeline uses (bundled tiny.en, int8,
 CPU, beam 5, Silero VAD, word timestamps) transcribing each channel of the same recordings
-in one warm process with CTranslate2's default threads: the floor callqa builds on.
+in one warm process with CTranslate2's default threads, decoding each file with
+faster-whisper's own `decode_audio(split_stereo=True)`: the floor callqa builds on.
 """
 
 from __future__ import annotations
@@ -53,17 +55,16 @@ def audio_seconds(paths: list[Path]) -> float:
 
 
 def bare_whisper(paths: list[Path]) -> float:
-    """Wall seconds for faster-whisper alone over every channel of `paths` (model warm)."""
-    from faster_whisper import WhisperModel
+    """Wall seconds for faster-whisper alone over every channel of `paths` (model warm),
+    decoding included, as a user of faster-whisper would run it on stereo files."""
+    from faster_whisper import WhisperModel, decode_audio
 
-    from callqa.speech.audio import decode_file
     from callqa.speech.whisper import resolve_model
 
     model = WhisperModel(resolve_model("tiny.en"), device="cpu", compute_type="int8")
-    decoded = [decode_file(p) for p in paths]  # decoding is not transcription: not timed
     started = time.perf_counter()
-    for audio in decoded:
-        for samples in audio.channels:
+    for path in paths:
+        for samples in decode_audio(str(path), split_stereo=True):
             segments, _ = model.transcribe(
                 samples, language="en", beam_size=5, vad_filter=True, word_timestamps=True
             )
@@ -72,7 +73,8 @@ def bare_whisper(paths: list[Path]) -> float:
 
 
 class WorkerMemory:
-    """Samples the resident memory of run worker processes (`dagster api execute_run`)."""
+    """Samples the resident memory of run worker processes: the code server starts each run
+    in a fresh interpreter (multiprocessing's spawn; `dagster api execute_run` elsewhere)."""
 
     def __init__(self) -> None:
         self.peak_mib: dict[int, float] = {}
@@ -88,13 +90,13 @@ class WorkerMemory:
         self._thread.join()
 
     def _loop(self) -> None:
-        while not self._stop.wait(0.25):
+        while not self._stop.wait(1.0):
             for proc in Path("/proc").iterdir():
                 if not proc.name.isdigit():
                     continue
                 try:
                     cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
-                    if b"execute_run" not in cmdline:
+                    if b"execute_run" not in cmdline and b"spawn_main" not in cmdline:
                         continue
                     for line in (proc / "status").read_text().splitlines():
                         if line.startswith("VmRSS:"):
@@ -138,12 +140,25 @@ def production_path(paths: list[Path], sensor_interval_s: int, work: Path) -> di
             **pg_env,
         )
         callqa_cli(env, "db-upgrade")
-        callqa_cli(env, "stage", *paths, "--tenant", TENANT)
         probe = WarehouseProbe(warehouse_db)
+        # In production the daemon is already running when calls arrive: start it first and
+        # wait for the sensor's first (empty) tick, so its start-up is not counted.
         daemon = Daemon(env, work / "daemon.log")
-        started = time.perf_counter()
         try:
             with WorkerMemory() as memory, open_instance(home) as instance:
+
+                def sensor_ticked() -> bool:
+                    ticks = [
+                        t
+                        for state in instance.all_instigator_state()
+                        if state.name == "staged_calls_sensor"
+                        for t in instance.get_ticks(state.instigator_origin_id, state.selector_id)
+                    ]
+                    return bool(ticks)
+
+                wait_for(sensor_ticked, 120, lambda: daemon.tail(), poll_s=0.5)
+                callqa_cli(env, "stage", *paths, "--tenant", TENANT)
+                started = time.perf_counter()
 
                 def done() -> bool:
                     staged = probe.staged()
@@ -153,6 +168,11 @@ def production_path(paths: list[Path], sensor_interval_s: int, work: Path) -> di
 
                 wait_for(done, 1800, lambda: daemon.tail(), poll_s=0.5)
                 wall_s = time.perf_counter() - started
+
+                def runs_finished() -> bool:
+                    return all(r.is_finished for r in instance.get_runs())
+
+                wait_for(runs_finished, 120, lambda: daemon.tail(), poll_s=0.5)
                 records = instance.get_run_records(dg.RunsFilter(job_name="process_call"))
                 runs = [
                     {
@@ -179,7 +199,7 @@ def measure(calls: int, sensor_interval_s: int) -> list[str]:
     """Run both measurements and return the printed lines."""
     from callqa.settings import load_settings
 
-    settings = load_settings({})
+    settings = load_settings()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "calls").mkdir()
@@ -213,7 +233,9 @@ def measure(calls: int, sensor_interval_s: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=16, help="calls to stage (default 16)")
+    parser.add_argument(
+        "--calls", type=int, default=96, help="calls to stage (default 96, about an hour of audio)"
+    )
     parser.add_argument(
         "--sensor-interval", type=int, default=2, help="CALLQA_SENSOR_INTERVAL_S (default 2)"
     )

@@ -9,7 +9,7 @@ Prints, for the bundled demo recordings:
   code in one warm process;
 - bare faster-whisper: the same model (bundled tiny.en, int8, CPU, beam 5) transcribing
   each file directly (downmixed, no word timestamps), the floor callqa builds on;
-- the production path (scripts/bench_production.py): 16 calls staged and processed by the
+- the production path (scripts/bench_production.py): 96 calls (about an hour of audio) staged and processed by the
   daemon on the repository's dagster.yaml, against bare faster-whisper on every channel of
   the same audio; per-call overhead and the peak memory of one run worker;
 - 100,000 `calls` partitions (scripts/bench_partitions.py): adding, listing, a sensor tick,
@@ -127,7 +127,7 @@ def main() -> None:
         from bench_production import measure
 
         print("\nproduction path (scripts/bench_production.py):", flush=True)
-        for line in measure(calls=16, sensor_interval_s=2):
+        for line in measure(calls=96, sensor_interval_s=2):
             print(f"  {line}", flush=True)
     if not args.skip_partitions:
         print("\n100,000 partitions (scripts/bench_partitions.py):", flush=True)

@@ -31,8 +31,11 @@ MAX_CALLS_PER_TICK = 200
 
 
 def batch_size(calls: int, calls_per_run: int, call_slots: int) -> int:
-    """Calls per run: enough runs to fill every slot, none over `calls_per_run`."""
-    return max(1, min(calls_per_run, math.ceil(calls / call_slots)))
+    """Calls per run: as few runs as `calls_per_run` allows, in a multiple of the slots so
+    that every slot has a run and the last round leaves none idle."""
+    runs = max(call_slots, math.ceil(calls / calls_per_run))
+    runs = math.ceil(runs / call_slots) * call_slots
+    return max(1, math.ceil(calls / runs))
 
 
 def contiguous_batches(
@@ -73,7 +76,7 @@ def _run_request(batch: list[str], tenant: str, first_id: int) -> dg.RunRequest:
 
 
 def build_staged_calls_sensor(
-    interval_s: int = 30, calls_per_run: int = 8, call_slots: int = 2
+    interval_s: int = 30, calls_per_run: int = 24, call_slots: int = 2
 ) -> dg.SensorDefinition:
     @dg.sensor(
         name="staged_calls_sensor",
