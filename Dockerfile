@@ -28,25 +28,12 @@ WORKDIR /app
 # Dependencies first: this layer is reused as long as pyproject.toml and uv.lock are unchanged.
 COPY pyproject.toml uv.lock README.md ./
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-install-project
+    uv sync --frozen --no-dev --extra k8s --no-install-project
 
 # The project itself (an editable install: the venv points at /app, where callqa/ is copied).
 COPY callqa/ callqa/
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev
-
-# K8sRunLauncher: Dagster's Kubernetes guide asks for dagster-k8s in the user code image (run
-# pods load the instance, whose run launcher is dagster_k8s.K8sRunLauncher). Until uv.lock has
-# it, install the release that matches the locked dagster-postgres, with every locked package
-# held at its locked version (the lock exported as constraints). A lock that has it: no-op.
-RUN --mount=type=cache,target=/root/.cache/uv \
-    if ! grep -qx 'name = "dagster-k8s"' uv.lock; then \
-      uv export --frozen --no-dev --no-emit-project --no-hashes -o /tmp/locked.txt \
-      && version="$(sed -n 's/^dagster-postgres==\([^ ;]*\).*/\1/p' /tmp/locked.txt)" \
-      && test -n "$version" \
-      && uv pip install --python /app/.venv/bin/python --constraint /tmp/locked.txt \
-           "dagster-k8s==${version}"; \
-    fi
+    uv sync --frozen --no-dev --extra k8s
 
 # GPU nodes (CALLQA_WHISPER_DEVICE=cuda): CTranslate2's CUDA build needs cuBLAS and cuDNN 9,
 # which the slim base lacks; these NVIDIA wheels carry them (LD_LIBRARY_PATH below finds them).
