@@ -126,9 +126,9 @@ def test_killed_run_workers_fail_their_runs_and_calls_are_retried(tmp_path):
     for name in ("CALLQA_DATABASE_URL", "CALLQA_AUDIO_STORE", "CALLQA_DEPLOYMENT"):
         env.pop(name, None)
     home = Path(callqa_cli(env, "dagster-home").strip())
-    # Calls run in-process and fast; recordings twice as long keep both runs in progress
-    # long enough for the crash to catch them mid-run.
-    callqa_cli(env, "stage", *_doubled(SHORT_CALLS, tmp_path), "--tenant", TENANT)
+    # Calls run in-process and fast; recordings five times as long (2.5 minutes) keep both
+    # runs in progress long enough for the crash to catch them mid-run.
+    callqa_cli(env, "stage", *_repeated(SHORT_CALLS, tmp_path), "--tenant", TENANT)
     probe = WarehouseProbe(f"sqlite:///{data / 'warehouse.db'}")
     daemons = [Daemon(env, tmp_path / "daemon-1.log")]
     try:
@@ -228,12 +228,14 @@ def test_killed_run_workers_fail_their_runs_and_calls_are_retried(tmp_path):
     )
 
 
-def _doubled(paths: list[Path], folder: Path) -> list[Path]:
+def _repeated(paths: list[Path], folder: Path, times: int = 5) -> list[Path]:
     from callqa.speech.audio import decode_file
     from tests.audio_helpers import write_wav
 
     return [
-        write_wav(folder / f"{p.stem}-x2.wav", [np.tile(c, 2) for c in decode_file(p).channels])
+        write_wav(
+            folder / f"{p.stem}-x{times}.wav", [np.tile(c, times) for c in decode_file(p).channels]
+        )
         for p in paths
     ]
 
