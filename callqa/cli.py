@@ -412,9 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="process the bundled sample calls through Dagster and print the results",
         description=(
-            "Stage the bundled sample calls for the demo tenant, run each through the Dagster "
-            "job `process_call` on a local instance, rebuild the tenant aggregates and print "
-            f"them. State lives under {settings.DATA_DIR_ENV} (default ./.callqa)."
+            "Stage the bundled sample calls for the demo tenant, start Dagster's daemon on the "
+            "local instance so that staged_calls_sensor launches their runs and "
+            "tenant_aggregates_sensor rebuilds the tenant's aggregates, then print the "
+            f"results. State lives under {settings.DATA_DIR_ENV} (default ./.callqa)."
         ),
     )
     demo.add_argument("--force", action="store_true", help="re-process calls already done")

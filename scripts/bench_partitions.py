@@ -26,22 +26,22 @@ import argparse
 import os
 import resource
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))  # the production-path helpers live in tests/
+
+from tests.production_path import Webserver as TestWebserver  # noqa: E402
+from tests.production_path import dagster_pg_env, pg_databases  # noqa: E402
+
 ADMIN_URL = os.environ.get(
     "CALLQA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -146,31 +146,6 @@ def line(label: str, text: str) -> None:
     print(f"{label:<58} {text}", flush=True)
 
 
-@contextmanager
-def throwaway_database():
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"callqa_bench_partitions_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.engine.make_url(ADMIN_URL).set(database=name)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def pg_env(url: sa.URL) -> dict[str, str]:
-    """The DAGSTER_PG_* variables the repository's dagster.yaml reads."""
-    return {
-        "DAGSTER_PG_HOST": url.host or "127.0.0.1",
-        "DAGSTER_PG_PORT": str(url.port or 5432),
-        "DAGSTER_PG_USERNAME": url.username or "postgres",
-        "DAGSTER_PG_PASSWORD": url.password or "",
-        "DAGSTER_PG_DB": url.database or "",
-    }
-
-
 def bench_add(instance, n: int, batch: int) -> None:
     times = []
     for start in range(0, n, batch):
@@ -252,23 +227,8 @@ def bench_materializations(instance, n: int, total_keys: int) -> None:
     line(f"report {n:,} runless materializations of {ASSET}", f"{seconds:7.1f} s")
 
 
-class Webserver:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.log = log
-        self._log = log.open("ab")
-        self.proc = subprocess.Popen(
-            [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1"]
-            + ["-p", str(self.port)],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group: the code server goes with it
-        )
+class Webserver(TestWebserver):
+    """The production-path tests' webserver, timed."""
 
     def wait_ready(self, timeout_s: float) -> float:
         import requests
@@ -283,7 +243,7 @@ class Webserver:
             time.sleep(0.5)
         raise RuntimeError(f"dagster-webserver not ready after {timeout_s:.0f} s")
 
-    def graphql(self, query: str, variables: dict) -> tuple[float, int, dict]:
+    def timed_graphql(self, query: str, variables: dict) -> tuple[float, int, dict]:
         import requests
 
         started = time.perf_counter()
@@ -306,17 +266,6 @@ class Webserver:
                     return int(row.split()[1]) / 1024
         return None
 
-    def stop(self) -> None:
-        with suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            with suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        self._log.close()
-
 
 def ui_queries(web: Webserver, repeat: int, sample_key: str) -> None:
     asset_key = {"path": [ASSET]}
@@ -335,7 +284,7 @@ def ui_queries(web: Webserver, repeat: int, sample_key: str) -> None:
         ),
     ]
     for label, query, variables in queries:
-        runs = [web.graphql(query, variables) for _ in range(repeat)]
+        runs = [web.timed_graphql(query, variables) for _ in range(repeat)]
         times = [r[0] for r in runs]
         line(
             f"  {label}",
@@ -435,9 +384,10 @@ def main() -> None:
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")  # the production instance
     try:
-        with throwaway_database() as db:
+        with pg_databases(ADMIN_URL, "bench_partitions") as (db_url,):
+            db = sa.engine.make_url(db_url)
             env = {
-                **pg_env(db),
+                **dagster_pg_env(db_url),
                 "DAGSTER_HOME": str(home),
                 "CALLQA_DATA_DIR": str(data / "callqa"),
                 "LITELLM_LOCAL_MODEL_COST_MAP": "True",
