@@ -146,6 +146,11 @@ class DemoDaemon:
         self._signal_group(signal.SIGKILL)
         with suppress(subprocess.TimeoutExpired):
             self.proc.wait(10)
+        # SIGKILL is delivered asynchronously: wait until the kernel has ended every member
+        # (the daemon's children are not ours to wait for).
+        killed_by = time.monotonic() + 5
+        while self.leftovers() and time.monotonic() < killed_by:
+            time.sleep(0.05)
         if self._log_file:
             self._log_file.close()
             self._log_file = None
