@@ -19,7 +19,6 @@ from callqa.storage.warehouse import Warehouse
 from tests.audio_helpers import noise, write_wav
 from tests.call_assets import (
     ALL_STAGES,
-    CALL_ASSETS,
     InventedQuoteScorerResource,
     call_resources,
     materialize_call,
@@ -146,15 +145,13 @@ def test_analysis_failing_a_blocking_check_is_not_published(tmp_path, good_call)
     wh, key = stage(db_url, DEMO_CALLS / good_call["file"], "buggy-1")
     instance = dg.DagsterInstance.ephemeral()
     assert materialize_call(ALL_STAGES[:3], key, db_url, tmp_path, instance).success
-    result = dg.materialize(
-        [CALL_ASSETS],
-        selection=["scored_analysis"],
-        partition_key=key,
-        instance=instance,
-        raise_on_error=False,
-        resources=call_resources(
-            db_url, tmp_path, InventedQuoteScorerResource(quote="best price guaranteed forever")
-        ),
+    result = materialize_call(
+        ["scored_analysis"],
+        key,
+        db_url,
+        tmp_path,
+        instance,
+        InventedQuoteScorerResource(quote="best price guaranteed forever"),
     )
     assert not result.success
     assert not checks_by_name(result)["analysis_business_rules"].passed
@@ -192,14 +189,7 @@ def test_quote_of_a_speaker_label_is_not_evidence(tmp_path, good_call, fake_llm)
     scorer = ScorerResource(
         scorer="llm", model="openai/m", api_base=fake_llm.api_base, api_key="k-test"
     )
-    result = dg.materialize(
-        [CALL_ASSETS],
-        selection=["scored_analysis"],
-        partition_key=key,
-        instance=instance,
-        raise_on_error=False,
-        resources=call_resources(db_url, tmp_path, scorer),
-    )
+    result = materialize_call(["scored_analysis"], key, db_url, tmp_path, instance, scorer)
     assert not result.success
     [*_, last] = wh.attempts("demo", "label-1")
     assert "evidence quote not found in transcript: 'operator'" in last["error"]
@@ -246,14 +236,7 @@ def test_llm_scorer_invalid_replies_are_recorded_and_retryable(
 
     # Two invalid replies: the step fails, and both attempts are in the warehouse.
     fake_llm.replies = ["{not json", _llm_reply(preset, criteria=[])]
-    failed = dg.materialize(
-        [CALL_ASSETS],
-        selection=["scored_analysis"],
-        partition_key=key,
-        instance=instance,
-        raise_on_error=False,
-        resources=call_resources(db_url, tmp_path, scorer),
-    )
+    failed = materialize_call(["scored_analysis"], key, db_url, tmp_path, instance, scorer)
     assert not failed.success
     attempts = wh.attempts("demo", "llm-1")
     assert len(attempts) == 2 and not any(a["valid"] for a in attempts)
@@ -263,14 +246,7 @@ def test_llm_scorer_invalid_replies_are_recorded_and_retryable(
 
     # The provider recovers: re-materializing succeeds and the call is processed.
     fake_llm.replies = [_llm_reply(preset)]
-    ok = dg.materialize(
-        [CALL_ASSETS],
-        selection=["scored_analysis"],
-        partition_key=key,
-        instance=instance,
-        raise_on_error=False,
-        resources=call_resources(db_url, tmp_path, scorer),
-    )
+    ok = materialize_call(["scored_analysis"], key, db_url, tmp_path, instance, scorer)
     assert ok.success
     record = wh.analysis("demo", "llm-1")
     assert record["scoring"]["scorer"] == "llm" and record["scores"]["total"] == 50.0
