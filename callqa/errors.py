@@ -23,3 +23,27 @@ class PartitionKeyError(CallqaError):
 
 class TranscriptionError(CallqaError):
     """A speech-to-text provider failed or answered with something unusable."""
+
+
+class CrmError(CallqaError):
+    """A CRM (or other call source) could not be read or written; retried on a later tick."""
+
+
+class CrmUnavailable(CrmError):
+    """The CRM did not answer, timed out or answered 5xx: an outage, retried later."""
+
+
+class CrmRateLimited(CrmError):
+    """The CRM answered 429; `retry_after_s` is how long it asked us to wait."""
+
+    def __init__(self, message: str, retry_after_s: float):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class CrmAuthError(CrmError):
+    """The CRM refused the credentials (401/403): an expired or revoked token."""
+
+
+class CrmPayloadError(CrmError):
+    """A CRM record or webhook payload does not have the documented shape."""

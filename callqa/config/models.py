@@ -10,16 +10,14 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from callqa.calls.keys import TENANT_RE
+from callqa.config.base import Strict as _Strict
+from callqa.config.crm import AlertDestination, CrmConfig
 
 Role = Literal["operator", "customer"]
 SLUG_PATTERN = TENANT_RE.pattern
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Scale(_Strict):
@@ -128,13 +126,24 @@ class ChannelMap(_Strict):
 
 
 class Alerts(_Strict):
-    low_score_threshold: float = Field(50.0, ge=0, le=100)
+    low_score_threshold: float = Field(
+        50.0, ge=0, le=100, description="A call whose total is below this gets one alert."
+    )
+    destination: AlertDestination | None = Field(
+        None, description="Where low-score alerts go; none: no alerts are sent."
+    )
 
 
 class Tenant(_Strict):
     id: str = Field(pattern=SLUG_PATTERN)
     name: str
-    crm: str | None = Field(None, description="CRM adapter name; none means file intake only.")
+    crm: CrmConfig | None = Field(
+        None,
+        description=(
+            "Where this tenant's calls come from and where results go back (adapter by "
+            "name); none: calls are staged by hand (`callqa stage add`) only."
+        ),
+    )
     channel_map: ChannelMap = ChannelMap()
     auto_process: bool = Field(
         True, description="Process staged calls automatically (else wait for manual selection)."

@@ -48,12 +48,21 @@ staged_calls = sa.Table(
     sa.Column("category", sa.String(64)),
     sa.Column("operator", sa.String(128)),
     sa.Column("started_at", Timestamp),
-    sa.Column("status", sa.String(16), nullable=False, doc="staged, queued, processed, failed"),
+    sa.Column(
+        "status",
+        sa.String(16),
+        nullable=False,
+        doc="staged, approved, rejected, queued, processed, failed",
+    ),
     sa.Column("error", sa.Text),
     sa.Column("staged_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("duration_s", sa.Float),
+    sa.Column("direction", sa.String(16), doc="inbound or outbound, where the CRM says"),
+    sa.Column("links", JSONType, doc="CRM cards the result goes back to, e.g. {'leads': '1'}"),
     sa.UniqueConstraint("tenant", "external_id"),
     sa.Index(None, "status"),
+    sa.Index("ix_staged_calls_tenant_status", "tenant", "status"),
 )
 
 calls = sa.Table(
@@ -177,4 +186,19 @@ daily_criterion_aggregates = sa.Table(
     sa.Column("mean_score", sa.Float, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.UniqueConstraint("tenant", "day", "operator", "criterion"),
+)
+
+crm_pushbacks = sa.Table(
+    "crm_pushbacks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    *_call_columns(),
+    sa.Column("adapter", sa.String(32), nullable=False),
+    sa.Column("note_ids", JSONType, nullable=False, doc="CRM card -> note id written there"),
+    sa.Column("total", sa.Float, nullable=False),
+    sa.Column("report_url", sa.Text, nullable=False),
+    sa.Column("pushed_at", Timestamp, nullable=False),
+    sa.Column("alerted_at", Timestamp, doc="when the low-score alert went out; once per call"),
+    sa.Column("alert_destination", sa.String(32)),
+    sa.UniqueConstraint("tenant", "external_id"),
 )

@@ -7,7 +7,7 @@ All of callqa's SQL lives in this package: assets and sensors call these methods
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -17,13 +17,12 @@ import sqlalchemy as sa
 from callqa.calls.record import weakest_index
 from callqa.storage import tables as t
 from callqa.storage import views
+from callqa.storage.pushbacks import PushbackQueries
+from callqa.storage.sql import _as_utc, _upsert, utcnow
+from callqa.storage.staging import StagingQueries
 
 ALL_OPERATORS = "*"
 _MIGRATED: set[str] = set()  # database URLs brought to the head revision by this process
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def make_engine(url: str) -> sa.Engine:
@@ -45,45 +44,7 @@ def make_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-def _upsert(
-    conn: sa.Connection, table: sa.Table, rows: Sequence[dict], keys: Sequence[str]
-) -> None:
-    """INSERT … ON CONFLICT (keys) DO UPDATE, on both dialects."""
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        raise NotImplementedError(f"unsupported database dialect {conn.dialect.name!r}")
-    stmt = insert(table)
-    updates = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
-    conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=updates), list(rows))
-
-
-def _insert_if_absent(conn: sa.Connection, table: sa.Table, row: dict, keys: Sequence[str]) -> bool:
-    """INSERT … ON CONFLICT (keys) DO NOTHING, on both dialects; True if the row was new."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        raise NotImplementedError(f"unsupported database dialect {conn.dialect.name!r}")
-    stmt = insert(table).values(row).on_conflict_do_nothing(index_elements=list(keys))
-    if conn.dialect.insert_returning:  # a row comes back only if one was inserted
-        return conn.execute(stmt.returning(*table.primary_key.columns)).first() is not None
-    return conn.execute(stmt).rowcount == 1  # SQLite before 3.35: sqlite3_changes()
-
-
-def _as_utc(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything callqa stores is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-class Warehouse:
+class Warehouse(StagingQueries, PushbackQueries):
     def __init__(self, engine: sa.Engine):
         self.engine = engine
 
@@ -112,130 +73,6 @@ class Warehouse:
                 t.tenants,
                 [{"id": tenant_id, "name": name, "config": config, "updated_at": utcnow()}],
                 ["id"],
-            )
-
-    # staging -------------------------------------------------------------------------------
-    def stage_call(
-        self,
-        *,
-        tenant: str,
-        external_id: str,
-        source: str,
-        source_uri: str,
-        category: str | None = None,
-        operator: str | None = None,
-        started_at: datetime | None = None,
-    ) -> bool:
-        """Stage a call once; return False if it was already staged (its state is kept)."""
-        now = utcnow()
-        row = {
-            "tenant": tenant,
-            "external_id": external_id,
-            "source": source,
-            "source_uri": source_uri,
-            "category": category,
-            "operator": operator,
-            "started_at": started_at,
-            "status": "staged",
-            "error": None,
-            "staged_at": now,
-            "updated_at": now,
-        }
-        # One atomic statement, so concurrent stagers of the same call cannot both insert it.
-        with self.engine.begin() as conn:
-            return _insert_if_absent(conn, t.staged_calls, row, ["tenant", "external_id"])
-
-    def staged_call(self, tenant: str, external_id: str) -> dict | None:
-        with self.engine.connect() as conn:
-            row = (
-                conn.execute(
-                    sa.select(t.staged_calls).where(
-                        t.staged_calls.c.tenant == tenant,
-                        t.staged_calls.c.external_id == external_id,
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        if row is None:
-            return None
-        return {**row, "started_at": _as_utc(row["started_at"])}
-
-    def staged_calls(self, tenant: str, statuses: Iterable[str] | None = None) -> list[dict]:
-        query = sa.select(t.staged_calls).where(t.staged_calls.c.tenant == tenant)
-        if statuses is not None:
-            query = query.where(t.staged_calls.c.status.in_(list(statuses)))
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query.order_by(t.staged_calls.c.id)).mappings()]
-
-    def retry_failed(self, tenant: str, external_ids: Iterable[str] | None = None) -> list[str]:
-        """Put a tenant's failed calls (all, or those named) back in the queue.
-
-        Each gets a new staging id in the same transaction, so the staged-calls sensor,
-        whose cursor is the highest id it has handed to a run, picks it up again on its
-        next tick. Everything else about the call (source, operator, ...) is kept.
-        """
-        table = t.staged_calls
-        query = sa.select(table).where(table.c.tenant == tenant, table.c.status == "failed")
-        if external_ids is not None:
-            query = query.where(table.c.external_id.in_(list(external_ids)))
-        now = utcnow()
-        with self.engine.begin() as conn:
-            rows = [dict(r) for r in conn.execute(query.order_by(table.c.id)).mappings()]
-            if rows:
-                old_ids = [r["id"] for r in rows]
-                # Insert the new rows before deleting the old ones: SQLite hands out
-                # max(id) + 1, which would reuse the old id if it were deleted first. The
-                # old rows step out of the (tenant, external_id) key for that moment.
-                conn.execute(
-                    table.update()
-                    .where(table.c.id.in_(old_ids))
-                    .values(external_id=sa.literal("#") + sa.cast(table.c.id, sa.String))
-                )
-                conn.execute(
-                    table.insert(),
-                    [
-                        {
-                            **{k: v for k, v in r.items() if k != "id"},
-                            "status": "staged",
-                            "error": None,
-                            "updated_at": now,
-                        }
-                        for r in rows
-                    ],
-                )
-                conn.execute(table.delete().where(table.c.id.in_(old_ids)))
-        return [r["external_id"] for r in rows]
-
-    def staged_calls_after(self, last_id: int, tenants: list[str], limit: int) -> list[dict]:
-        """Calls still waiting in status 'staged' with an id above `last_id` (a sensor's cursor),
-        for the given tenants, oldest first; each row carries its own tenant."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(
-                    t.staged_calls.c.id, t.staged_calls.c.tenant, t.staged_calls.c.external_id
-                )
-                .where(
-                    t.staged_calls.c.id > last_id,
-                    t.staged_calls.c.tenant.in_(tenants),
-                    t.staged_calls.c.status == "staged",
-                )
-                .order_by(t.staged_calls.c.id)
-                .limit(limit)
-            ).mappings()
-            return [dict(r) for r in rows]
-
-    def set_staged_status(
-        self, tenant: str, external_ids: Iterable[str], status: str, error: str | None = None
-    ) -> None:
-        ids = list(external_ids)
-        if not ids:
-            return
-        with self.engine.begin() as conn:
-            conn.execute(
-                t.staged_calls.update()
-                .where(t.staged_calls.c.tenant == tenant, t.staged_calls.c.external_id.in_(ids))
-                .values(status=status, error=error, updated_at=utcnow())
             )
 
     # calls ---------------------------------------------------------------------------------
