@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from callqa import settings
+from callqa.cli_intake import add_parsers as add_intake_parsers
+from callqa.cli_intake import stage_argv
 from callqa.errors import CallqaError
 
 if TYPE_CHECKING:
@@ -126,50 +128,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from callqa.demo.runner import run_demo
 
     return run_demo(force=args.force)
-
-
-def cmd_stage(args: argparse.Namespace) -> int:
-    from callqa.config.registry import default_registry
-    from callqa.crm.file_drop import (
-        ALREADY_STAGED,
-        AUDIO_SUFFIXES,
-        COLLISION,
-        STAGED,
-        CallIdCollision,
-        StagedFile,
-        stage_each,
-    )
-    from callqa.errors import AudioError
-
-    tenant = default_registry().tenant(args.tenant)  # fail early on an unknown tenant
-    paths: list[Path] = []
-    for raw in args.paths:
-        path = Path(raw)
-        if path.is_dir():
-            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
-        elif path.is_file():
-            paths.append(path)
-        else:
-            raise AudioError(f"{path}: file not found")
-    with _warehouse() as warehouse:
-        warehouse.upsert_tenant(tenant.id, tenant.name, tenant.model_dump(mode="json"))
-        files = [StagedFile(path=p, operator=args.operator, category=args.category) for p in paths]
-        results = stage_each(warehouse, args.tenant, files)
-    # One line per file: partition key, what happened, the recording (tab-separated).
-    for r in results:
-        print(f"{r.key.partition_key}\t{r.status}\t{r.file.path.resolve()}")
-    collisions = [r for r in results if r.status == COLLISION]
-    if collisions:
-        raise CallIdCollision(collisions)
-    new = sum(r.status == STAGED for r in results)
-    old = sum(r.status == ALREADY_STAGED for r in results)
-    print(
-        f"staged {new} new call(s), {old} already staged, in "
-        f"{settings.redact_url(settings.database_url())}; "
-        "staged_calls_sensor launches them while the Dagster daemon runs (./dev ui)",
-        file=sys.stderr,
-    )
-    return 0
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -421,24 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--force", action="store_true", help="re-process calls already done")
     demo.set_defaults(func=cmd_demo)
 
-    stage = sub.add_parser(
-        "stage",
-        help="stage local recordings for Dagster to process (file-drop intake)",
-        description=(
-            "Add recordings to the warehouse's staged_calls table. Each becomes a `calls` "
-            "partition <tenant>__<call id>: the file stem, or, where the stem is not a valid id, "
-            "the stem cleaned plus a short hash of it. For tenants with auto_process on, "
-            "staged_calls_sensor launches a process_call run for it. Files already staged "
-            "are left as they are; a call id already staged for another file is an error. "
-            "Prints one line per file: partition key, staged / already staged / collision, "
-            "path."
-        ),
-    )
-    stage.add_argument("paths", nargs="+", help="audio files or folders of them")
-    stage.add_argument("--tenant", default="demo", help="tenant the calls belong to")
-    stage.add_argument("--category", default=None, help="call category, selects the preset")
-    stage.add_argument("--operator", default=None, help="operator who took the calls")
-    stage.set_defaults(func=cmd_stage)
+    add_intake_parsers(sub)
 
     retry = sub.add_parser(
         "retry",
@@ -580,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(stage_argv(sys.argv[1:] if argv is None else argv))
     try:
         return args.func(args)
     except CallqaError as exc:

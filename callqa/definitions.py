@@ -16,6 +16,7 @@ from callqa.executors import executor_for
 from callqa.jobs import build_jobs
 from callqa.resources.deployments import resources_for
 from callqa.retention import build_retention_defs
+from callqa.sensors.crm_sources import build_crm_sensors
 from callqa.sensors.staged_calls import (
     build_staged_calls_sensor,
     build_tenant_aggregates_sensor,
@@ -40,6 +41,7 @@ def defs() -> dg.Definitions:
                 settings.sensor_interval_s, settings.calls_per_run, settings.call_slots
             ),
             build_tenant_aggregates_sensor(settings.aggregates_interval_s),
+            *build_crm_sensors(list(default_registry().tenants.values())),
         ],
         resources=resources_for(settings),
         # Runs of the implicit asset job (backfills, UI materializations) use it too.

@@ -32,7 +32,8 @@ from callqa.calls import service
 from callqa.calls.keys import CallKey, parse_key
 from callqa.calls.record import AnalysisRecord
 from callqa.config.registry import default_registry
-from callqa.crm.file_drop import read_source, source_label, source_suffix
+from callqa.crm.file_drop import source_label, source_suffix
+from callqa.crm.recordings import read_recording
 from callqa.errors import CallqaError
 from callqa.resources import AudioStoreResource, SpeechToTextResource, WarehouseResource
 from callqa.resources.scorers import ScorerResource
@@ -71,6 +72,8 @@ class _Batch:
     # raw_audio hands the recording it decoded to transcript in the same step, so a batch
     # decodes each recording once (decoding is about a tenth of a call's CPU).
     decoded: dict[str, audio_lib.DecodedAudio] = field(default_factory=dict)
+    # One adapter per tenant and batch (each holds an HTTP session or a database engine).
+    adapters: dict = field(default_factory=dict)
 
     def fail(self, key: CallKey, stage: str, error: str, **metadata: str) -> CallFailed:
         """Mark the staged call `failed` (what `callqa retry` lists) and build the failure."""
@@ -170,7 +173,10 @@ def _raw_audio(batch: _Batch, key: CallKey) -> Iterator:
     if staged is None:
         raise batch.fail(key, "raw_audio", "the call is not staged in the warehouse")
     with _recorded_failure(batch, key, "raw_audio"):
-        data = read_source(staged["source_uri"])
+        tenant = default_registry().tenant(key.tenant)
+        data = read_recording(
+            tenant, staged["source"], staged["source_uri"], adapters=batch.adapters
+        )
         decoded = service.decode_recording(data, source_label(staged["source_uri"]))
     probe = decoded.probe
     batch.decoded[key.partition_key] = decoded

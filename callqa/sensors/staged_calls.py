@@ -27,7 +27,7 @@ from callqa.jobs import PROCESS_CALL, TENANT_AGGREGATES
 from callqa.resources import WarehouseResource
 
 # Bounded work per tick keeps ticks fast; the next tick picks up the rest.
-MAX_CALLS_PER_TICK = 200
+MAX_CALLS_PER_TICK = 1000
 
 
 def batch_size(calls: int, calls_per_run: int, call_slots: int) -> int:
@@ -87,37 +87,54 @@ def build_staged_calls_sensor(
     def staged_calls_sensor(
         context: dg.SensorEvaluationContext, warehouse: WarehouseResource
     ) -> dg.SensorResult:
-        """Cursor: the highest staged_calls.id already handed to a run."""
+        """Cursor: the highest staged_calls.id already seen.
+
+        Every newly staged call becomes a `calls` partition, so it shows in the UI and can
+        be materialized from there. Runs are launched for calls of auto_process tenants and
+        for calls an admin approved at the staging gate (`callqa stage approve`, which gives
+        the call a new id past the cursor); other tenants' calls wait at the gate.
+        """
         last_id = int(context.cursor or 0)
-        auto = [t.id for t in default_registry().tenants.values() if t.auto_process]
-        if not auto:
-            return dg.SensorResult(skip_reason="no tenant has auto_process on")
-        rows = warehouse.get().staged_calls_after(last_id, auto, MAX_CALLS_PER_TICK)
+        tenants = default_registry().tenants
+        rows = warehouse.get().staged_calls_after(last_id, list(tenants), MAX_CALLS_PER_TICK)
         if not rows:
             return dg.SensorResult(skip_reason="no newly staged calls", cursor=str(last_id))
         instance = context.instance
-        created = ensure_pool_limits(instance, call_slots)
-        if created:
-            context.log.info(f"created concurrency pool limits: {', '.join(created)}")
         first_id: dict[str, int] = {}
         tenant_of: dict[str, str] = {}
+        due: set[str] = set()
         for r in rows:  # a call staged twice since the cursor is one call
             key = make_key(r["tenant"], r["external_id"]).partition_key
             first_id.setdefault(key, r["id"])
             tenant_of[key] = r["tenant"]
+            if r["status"] == "approved" or tenants[r["tenant"]].auto_process:
+                due.add(key)
         keys = list(first_id)
         # Added here, not through SensorResult, because a range run needs the keys' places
         # in the partition order; adding a key that exists is a no-op.
         instance.add_dynamic_partitions(CALLS_PARTITIONS, keys)
+        cursor = str(rows[-1]["id"])
+        waiting = len(keys) - len(due)
+        gate = f"; {waiting} call(s) wait at the staging gate" if waiting else ""
+        if not due:
+            return dg.SensorResult(
+                skip_reason=f"{len(keys)} call(s) added as partitions{gate}", cursor=cursor
+            )
+        created = ensure_pool_limits(instance, call_slots)
+        if created:
+            context.log.info(f"created concurrency pool limits: {', '.join(created)}")
         order = {k: i for i, k in enumerate(instance.get_dynamic_partitions(CALLS_PARTITIONS))}
-        size = batch_size(len(keys), calls_per_run, call_slots)
-        batches = contiguous_batches(keys, order, tenant_of, size)
-        context.log.info(f"{len(keys)} staged call(s) to process in {len(batches)} run(s)")
+        due_keys = [k for k in keys if k in due]
+        size = batch_size(len(due_keys), calls_per_run, call_slots)
+        batches = contiguous_batches(due_keys, order, tenant_of, size)
+        context.log.info(
+            f"{len(due_keys)} staged call(s) to process in {len(batches)} run(s){gate}"
+        )
         return dg.SensorResult(
             run_requests=[
                 _run_request(b, tenant_of[b[0]], min(first_id[k] for k in b)) for b in batches
             ],
-            cursor=str(rows[-1]["id"]),
+            cursor=cursor,
         )
 
     return staged_calls_sensor

@@ -1,0 +1,1 @@
+"""One module per call source; `callqa.crm.registry` maps adapter names to them."""
