@@ -52,6 +52,11 @@ class CrmCall(BaseModel):
         return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
 
 
+    def as_staged(self) -> dict:
+        """The call as a `staged_calls` row's fields (`Warehouse.stage_calls`)."""
+        return {**self.model_dump(exclude={"recording_url"}), "source_uri": self.recording_url}
+
+
 class RejectedRecord(BaseModel):
     """A record the source listed that cannot be staged: shown on the tick, never dropped
     silently. `external_id` is the source's id where the record had one."""

@@ -120,7 +120,7 @@ class Intake:
             raise CrmPayloadError(f"{exc.__class__.__name__}: {exc}"[:300]) from None
 
     def stage(self, tenant: Tenant, calls: list[CrmCall]) -> list[str]:
-        rows = {c.external_id: c.model_dump() for c in calls}
+        rows = {c.external_id: c.as_staged() for c in calls}
         return self.warehouse.stage_calls(tenant.id, "webhook", list(rows.values()))
 
 

@@ -101,7 +101,7 @@ def poll_source(
             break
         report.pages += 1
         report.listed += len(page.calls)
-        new = warehouse.stage_calls(tenant.id, "crm", [c.model_dump() for c in _unique(page.calls)])
+        new = warehouse.stage_calls(tenant.id, "crm", [c.as_staged() for c in _unique(page.calls)])
         report.staged += len(new)
         for bad in page.rejected:
             report.rejected += 1
