@@ -2,8 +2,8 @@
 recording to score; `tenant_aggregates` rebuilds one tenant's aggregates and report.
 
 A run of `process_call` targets a contiguous range of call partitions (the sensor groups
-newly staged calls; backfills group by the assets' `BackfillPolicy`). The four call assets
-are one step, so the whole batch runs in one process with the speech model loaded once.
+newly staged calls; backfills group by the assets' `BackfillPolicy`). The call assets are
+one step, so the whole batch runs in one process with the speech model loaded once.
 The executor comes from `CALLQA_EXECUTOR` (callqa/executors.py).
 """
 
@@ -12,13 +12,13 @@ from __future__ import annotations
 import dagster as dg
 
 from callqa.assets.aggregates import TENANT_DAILY_AGGREGATES
+from callqa.assets.partitions import CALL_ASSET_NAMES
 from callqa.assets.report import TENANT_REPORT
 from callqa.executors import executor_for
 from callqa.settings import Settings
 
 PROCESS_CALL = "process_call"
 TENANT_AGGREGATES = "tenant_aggregates"
-CALL_ASSETS = ("raw_audio", "transcript", "diarized_transcript", "scored_analysis")
 
 
 def build_jobs(settings: Settings) -> list[dg.UnresolvedAssetJobDefinition]:
@@ -26,10 +26,11 @@ def build_jobs(settings: Settings) -> list[dg.UnresolvedAssetJobDefinition]:
     return [
         dg.define_asset_job(
             name=PROCESS_CALL,
-            selection=dg.AssetSelection.assets(*CALL_ASSETS),
+            selection=dg.AssetSelection.assets(*CALL_ASSET_NAMES),
             description=(
-                "Recording → transcript → diarized transcript → validated score, for a batch "
-                "of calls (one run, one process, each call reported on its own partition)."
+                "Recording → transcript → diarized transcript → validated score → result on "
+                "the CRM card, for a batch of calls (one run, one process, each call reported "
+                "on its own partition)."
             ),
             executor_def=executor,
         ),

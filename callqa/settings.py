@@ -8,8 +8,11 @@ reference them by name with `dg.EnvVar`, so their values stay out of the UI and 
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -165,6 +168,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"{STT_ENV}=openai needs {STT_API_BASE_ENV}")
     if settings.executor == "celery":
         _check_celery(settings)
+    private_url_allow_list(env)  # a malformed list fails at load, naming the variable
     return settings
 
 
@@ -227,8 +231,113 @@ def config_dir() -> Path | None:
     return Path(value) if value else None
 
 
-def allow_private_urls() -> bool:
-    return os.environ.get(ALLOW_PRIVATE_URLS_ENV, "").lower() in ("1", "true", "yes")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _with_ipv4_mapped(networks: list[IPNetwork]) -> tuple[IPNetwork, ...]:
+    """The networks, plus each IPv4 one written as IPv4-mapped IPv6 (::ffff:a.b.c.d/n+96)."""
+    mapped = [
+        ipaddress.ip_network(f"::ffff:{n.network_address}/{96 + n.prefixlen}")
+        for n in networks
+        if n.version == 4
+    ]
+    return (*networks, *mapped)
+
+
+# Link-local: where clouds serve instance metadata and credentials. Never fetched, and an
+# error to list in CALLQA_ALLOW_PRIVATE_URLS.
+LINK_LOCAL = _with_ipv4_mapped(
+    [ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10")]
+)
+# Never fetched, whatever CALLQA_ALLOW_PRIVATE_URLS lists: link-local and the metadata
+# addresses outside it (inside networks people do list, such as 100.64.0.0/10).
+NEVER_FETCHED = LINK_LOCAL + _with_ipv4_mapped(
+    [
+        ipaddress.ip_network("fd00:ec2::254/128"),  # AWS metadata over IPv6
+        ipaddress.ip_network("100.100.100.200/32"),  # Alibaba Cloud metadata
+        ipaddress.ip_network("168.63.129.16/32"),  # Azure host endpoint (public-looking)
+    ]
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_HOST_NAME = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*\.?", re.I)
+_SWITCH_VALUES = {"0", "1", "true", "false", "yes", "no", "on", "off"}
+
+
+def plain_address(address: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 address stands for (IPv4-mapped ::ffff:a.b.c.d, or NAT64
+    64:ff9b::a.b.c.d), else the address itself: the checks must see where it leads."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped:
+            return address.ipv4_mapped
+        if address in _NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address
+
+
+def never_fetched(address: IPAddress) -> bool:
+    address = plain_address(address)
+    return any(address in network for network in NEVER_FETCHED)
+
+
+@dataclass(frozen=True)
+class UrlAllowList:
+    """The non-public destinations recording URLs may reach (CALLQA_ALLOW_PRIVATE_URLS):
+    host names (matched against the URL's host) and IP networks (matched against the
+    address the host resolved to). Link-local and metadata addresses are never allowed."""
+
+    hosts: frozenset[str] = frozenset()
+    networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def parse(cls, value: str) -> UrlAllowList:
+        """`127.0.0.1,10.20.0.0/16,crm.internal`; ConfigError naming the bad entry."""
+        name = ALLOW_PRIVATE_URLS_ENV
+        entries = [e.strip() for e in value.split(",") if e.strip()]
+        if any(e.lower() in _SWITCH_VALUES for e in entries):
+            raise ConfigError(
+                f"{name}={value.strip()!r}: this is no longer an on/off switch; list the hosts "
+                f"or networks to allow, e.g. {name}=127.0.0.1 or {name}=10.20.0.0/16,crm.internal "
+                "(leave it unset to allow none)"
+            )
+        hosts: set[str] = set()
+        networks: list[IPNetwork] = []
+        for entry in entries:
+            try:
+                network = ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                network = None
+            if network is not None:
+                if any(network.overlaps(n) for n in LINK_LOCAL if n.version == network.version):
+                    raise ConfigError(
+                        f"{name}: {entry!r} covers link-local addresses (169.254.0.0/16, "
+                        "fe80::/10: cloud metadata), which are never fetched; "
+                        "list a narrower network"
+                    )
+                networks.append(network)
+            elif _HOST_NAME.fullmatch(entry) and not entry.replace(".", "").isdigit():
+                hosts.add(entry.lower().rstrip("."))
+            else:
+                raise ConfigError(
+                    f"{name}: {entry!r} is neither a host name nor an IP network "
+                    "(one address such as 127.0.0.1, or CIDR such as 10.20.0.0/16)"
+                )
+        return cls(frozenset(hosts), tuple(networks))
+
+    def allows(self, host: str, address: IPAddress) -> bool:
+        """Whether `address`, which `host` resolved to, may be fetched from."""
+        if never_fetched(address):
+            return False
+        address = plain_address(address)
+        return host.lower().rstrip(".") in self.hosts or any(
+            address in network for network in self.networks
+        )
+
+
+def private_url_allow_list(environ: Mapping[str, str] | None = None) -> UrlAllowList:
+    """CALLQA_ALLOW_PRIVATE_URLS, parsed (empty when unset: no non-public address allowed)."""
+    env = os.environ if environ is None else environ
+    return UrlAllowList.parse(env.get(ALLOW_PRIVATE_URLS_ENV, ""))
 
 
 def dagster_home() -> Path:
@@ -243,3 +352,22 @@ def redact_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL we can parse: show nothing of it
         return "<unparseable database url>"
+
+
+REPORT_STORE_ENV = "CALLQA_REPORT_STORE"
+REPORT_BASE_URL_ENV = "CALLQA_REPORT_BASE_URL"
+REPORT_LINK_KEY_ENV = "CALLQA_REPORT_LINK_KEY"
+
+
+def call_reports_dir() -> Path:
+    """Where each call's HTML report is written (`<folder>/<tenant>/<call>.html`):
+    CALLQA_REPORT_STORE, else `<reports dir>/calls`."""
+    value = os.environ.get(REPORT_STORE_ENV, "").strip()
+    return (Path(value).expanduser() if value else reports_dir() / "calls").resolve()
+
+
+def report_base_url() -> str:
+    """What a call report's link starts with, in CRM notes and alerts: CALLQA_REPORT_BASE_URL
+    (the web server that serves the report store), else the store's own file:// URL."""
+    value = os.environ.get(REPORT_BASE_URL_ENV, "").strip()
+    return value or call_reports_dir().as_uri()

@@ -343,9 +343,34 @@ def dg_time(value: str):
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def test_raw_audio_fetches_a_crm_url(tmp_path, good_call, monkeypatch):
-    """A recording URL (as a CRM hands it over) is fetched by raw_audio; loopback is
-    allowed here only because the test says so, and the token never reaches metadata."""
+@pytest.fixture
+def crm_tenant(tmp_path, monkeypatch):
+    """A tenant whose calls come from HubSpot (its API is never called here: raw_audio only
+    fetches recordings, through the tenant's adapter)."""
+    from tests.tenants import use_tenants
+
+    monkeypatch.setenv("ACME_HUBSPOT_TOKEN", "hubspot-token-never-sent-9876")
+    use_tenants(
+        tmp_path / "config",
+        monkeypatch,
+        {
+            "id": "acme",
+            "name": "Acme",
+            "crm": {
+                "adapter": "hubspot",
+                "base_url": "https://api.hubapi.com",
+                "token": {"env": "ACME_HUBSPOT_TOKEN"},
+            },
+        },
+    )
+    yield "acme"
+    default_registry.cache_clear()
+
+
+def test_raw_audio_fetches_a_crm_url(tmp_path, good_call, monkeypatch, crm_tenant):
+    """A recording URL (as a CRM hands it over) is fetched by raw_audio through the tenant's
+    adapter; loopback is allowed here only because the test says so, and the token never
+    reaches metadata."""
     from tests.fakes import FakeRecordingServer
 
     # The CRM's file host, serving the real recording (the path's suffix is the format).
@@ -353,22 +378,47 @@ def test_raw_audio_fetches_a_crm_url(tmp_path, good_call, monkeypatch):
     url = server.url("/audio.wav?token=crm-secret")
     db_url = f"sqlite:///{tmp_path / 'wh.db'}"
     wh = Warehouse.from_url(db_url)
-    wh.stage_call(tenant="demo", external_id="crm-1", source="crm", source_uri=url)
+    wh.stage_call(tenant="acme", external_id="crm-1", source="crm", source_uri=url)
     instance = dg.DagsterInstance.ephemeral()
     try:
-        refused = materialize_call(["raw_audio"], "demo__crm-1", db_url, tmp_path, instance)
+        refused = materialize_call(["raw_audio"], "acme__crm-1", db_url, tmp_path, instance)
         assert not refused.success
-        assert "non-public address" in wh.staged_call("demo", "crm-1")["error"]
-        assert "crm-secret" not in wh.staged_call("demo", "crm-1")["error"]
+        assert "non-public address" in wh.staged_call("acme", "crm-1")["error"]
+        assert "crm-secret" not in wh.staged_call("acme", "crm-1")["error"]
 
-        monkeypatch.setenv("CALLQA_ALLOW_PRIVATE_URLS", "1")
-        fetched = materialize_call(["raw_audio"], "demo__crm-1", db_url, tmp_path, instance)
+        monkeypatch.setenv("CALLQA_ALLOW_PRIVATE_URLS", "127.0.0.1")
+        fetched = materialize_call(["raw_audio"], "acme__crm-1", db_url, tmp_path, instance)
         assert fetched.success
         meta = fetched.get_asset_materialization_events()[0].materialization.metadata
         assert meta["channels"].value == 2
         assert "crm-secret" not in str(meta)
-        assert wh.call("demo", "crm-1")["sha256"] == meta["sha256"].value
+        assert wh.call("acme", "crm-1")["sha256"] == meta["sha256"].value
         assert server.paths == ["/audio.wav?token=crm-secret"]  # fetched once, when allowed
+        # The recording host is not the CRM's API host: the CRM token never went there.
+        assert all("hubspot-token" not in str(h) for h in server.headers)
     finally:
         server.close()
         wh.dispose()
+
+
+@pytest.mark.parametrize("where", ["file_uri", "bare_path"])
+def test_a_crm_call_never_reads_local_files(tmp_path, monkeypatch, crm_tenant, where):
+    """One tenant cannot stage another tenant's stored recording (or any local file) by
+    giving a CRM call a file:// URL or a path: CRM calls are fetched over http(s) only."""
+    victim = tmp_path / "audio" / "other-tenant" / "call.flac"
+    victim.parent.mkdir(parents=True)
+    victim.write_bytes((DEMO_CALLS / "call-001.flac").read_bytes())
+    monkeypatch.setenv("CALLQA_ALLOW_PRIVATE_URLS", "127.0.0.1")
+    db_url = f"sqlite:///{tmp_path / 'wh.db'}"
+    wh = Warehouse.from_url(db_url)
+    uri = victim.as_uri() if where == "file_uri" else str(victim)
+    for source in ("crm", "webhook"):
+        wh.stage_call(tenant="acme", external_id=f"steal-{source}", source=source, source_uri=uri)
+        result = materialize_call(
+            ["raw_audio"], f"acme__steal-{source}", db_url, tmp_path, dg.DagsterInstance.ephemeral()
+        )
+        assert not result.success
+        row = wh.staged_call("acme", f"steal-{source}")
+        assert row["status"] == "failed" and "raw_audio" in row["error"]
+        assert wh.call("acme", f"steal-{source}") is None
+    wh.dispose()

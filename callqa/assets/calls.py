@@ -1,10 +1,11 @@
-"""The per-call asset chain: raw_audio → transcript → diarized_transcript → scored_analysis.
+"""The per-call asset chain: raw_audio → transcript → diarized_transcript → scored_analysis
+→ crm_pushback.
 
 Every input is derived from the partition key (`<tenant>__<call id>`) and the warehouse,
 so any call can be re-materialized or backfilled without run config. Each asset writes
 its own table through the warehouse resource.
 
-One run, many calls. The four assets are one step (`process_calls`, a subsettable
+One run, many calls. The five assets are one step (`process_calls`, a subsettable
 multi-asset) that takes the call partitions of its run one after the other, so a batch
 pays once for a process, its imports and the speech model; that start-up cost dominated
 short calls when every call was its own run (docs/design-notes.md, "Batches of calls").
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from callqa import settings
 from callqa.assets import checks
 from callqa.assets.partitions import CALL_ASSET_NAMES, calls_partitions
 from callqa.assets.pools import CALLS_POOL
@@ -33,8 +35,11 @@ from callqa.calls.keys import CallKey, parse_key
 from callqa.calls.record import AnalysisRecord
 from callqa.config.registry import default_registry
 from callqa.crm.file_drop import source_label, source_suffix
+from callqa.crm.pushback import push_result
 from callqa.crm.recordings import read_recording
+from callqa.crm.registry import adapter_for
 from callqa.errors import CallqaError
+from callqa.reporting.call_report import render_call_report, report_url, write_call_report
 from callqa.resources import AudioStoreResource, SpeechToTextResource, WarehouseResource
 from callqa.resources.scorers import ScorerResource
 from callqa.speech import audio as audio_lib
@@ -414,12 +419,62 @@ def _probe_from_call(call: dict) -> audio_lib.AudioProbe:
     )
 
 
+def _crm_pushback(batch: _Batch, key: CallKey) -> Iterator:
+    wh = batch.warehouse
+    stage = "crm_pushback"
+    call = _upstream(batch, key, stage, "raw_audio", wh.call(key.tenant, key.external_id))
+    record = _upstream(
+        batch, key, stage, "scored_analysis", wh.analysis(key.tenant, key.external_id)
+    )
+    staged = wh.staged_call(key.tenant, key.external_id) or {}
+    diarized = wh.transcript(key.tenant, key.external_id, "diarized")
+    tenant = default_registry().tenant(key.tenant)
+    with _recorded_failure(batch, key, stage):
+        html = render_call_report(
+            record, diarized["data"] if diarized else None, tenant_name=tenant.name
+        )
+        relative = write_call_report(
+            html,
+            settings.call_reports_dir(),
+            key.tenant,
+            key.external_id,
+            settings.secret(settings.REPORT_LINK_KEY_ENV),
+        )
+        url = report_url(settings.report_base_url(), relative)
+        adapter = None
+        if tenant.crm is not None:
+            adapter = batch.adapters.get(tenant.id) or batch.adapters.setdefault(
+                tenant.id, adapter_for(tenant)
+            )
+        outcome = push_result(
+            wh,
+            tenant,
+            adapter,
+            external_id=key.external_id,
+            partition_key=key.partition_key,
+            record=record,
+            links=staged.get("links") or {},
+            report_url=url,
+        )
+    metadata = {
+        **_call_metadata(key, call),
+        "report_url": dg.MetadataValue.url(url),
+        "crm": tenant.crm.adapter if tenant.crm else "none",
+        "crm_notes": len(outcome.note_ids),
+        "written_back": outcome.skipped is None,
+        "skipped": outcome.skipped or "",
+        "alert_sent": outcome.alerted,
+    }
+    yield dg.AssetMaterialization(asset_key=stage, partition=key.partition_key, metadata=metadata)
+
+
 # The stages, in dependency order; a run executes those its asset selection holds.
 STAGES: dict[str, Callable[[_Batch, CallKey], Iterator]] = {
     "raw_audio": _raw_audio,
     "transcript": _transcript,
     "diarized_transcript": _diarized_transcript,
     "scored_analysis": _scored_analysis,
+    "crm_pushback": _crm_pushback,
 }
 assert tuple(STAGES) == CALL_ASSET_NAMES
 
@@ -488,6 +543,21 @@ CALL_SPECS = [
         deps=["diarized_transcript"],
         **_SPEC_ARGS,
     ),
+    dg.AssetSpec(
+        "crm_pushback",
+        description=(
+            "The result where the team works. Writes the call's self-contained HTML report "
+            "(scores with evidence and timestamps, transcript by role, metrics) to the report "
+            "store (CALLQA_REPORT_STORE, linked from CALLQA_REPORT_BASE_URL), puts total "
+            "score, summary and report link as a note on the call's CRM cards (updating the "
+            "same note when run again; note ids in `crm_pushbacks`), and sends the tenant's "
+            "low-score alert once per call when the total is under its threshold."
+        ),
+        kinds={"python"},
+        metadata={"dagster/table_name": "crm_pushbacks"},
+        deps=["scored_analysis"],
+        **_SPEC_ARGS,
+    ),
 ]
 CALL_CHECK_SPECS = [
     checks.spec(checks.RECORDING_DECODABLE, "raw_audio", calls_partitions),
@@ -525,7 +595,7 @@ def _done_by_earlier_attempt(
 
 
 def build_call_assets(calls_per_run: int = DEFAULT_CALLS_PER_RUN) -> dg.AssetsDefinition:
-    """The four per-call assets as one subsettable step over a batch of call partitions.
+    """The per-call assets as one subsettable step over a batch of call partitions.
 
     `calls_per_run` (CALLQA_CALLS_PER_RUN) is how many calls a backfill puts in one run.
     """

@@ -31,7 +31,13 @@ CALLS_PARTITIONS = "calls"
 calls_partitions = dg.DynamicPartitionsDefinition(name=CALLS_PARTITIONS)
 
 # The per-call assets, in dependency order (a backfill can select any of them).
-CALL_ASSET_NAMES = ("raw_audio", "transcript", "diarized_transcript", "scored_analysis")
+CALL_ASSET_NAMES = (
+    "raw_audio",
+    "transcript",
+    "diarized_transcript",
+    "scored_analysis",
+    "crm_pushback",
+)
 WORKSPACE_YAML = Path(__file__).resolve().parents[2] / "workspace.yaml"
 
 LAUNCH_BACKFILL_MUTATION = """

@@ -51,7 +51,6 @@ class CrmCall(BaseModel):
 
         return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
 
-
     def as_staged(self) -> dict:
         """The call as a `staged_calls` row's fields (`Warehouse.stage_calls`)."""
         return {**self.model_dump(exclude={"recording_url"}), "source_uri": self.recording_url}

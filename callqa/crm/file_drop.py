@@ -6,6 +6,7 @@ reads it from there, so every run derives its input from the partition key alone
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -113,15 +114,57 @@ def source_label(source_uri: str) -> str:
     return unquote(parts.path) if parts.scheme == "file" else source_uri
 
 
-def read_source(source_uri: str, max_bytes: int = MAX_BYTES) -> bytes:
+def _safe_label(source_uri: str) -> str:
+    """How a refused location is named: a URL without query or credentials, or a path."""
+    parts = urlsplit(source_uri)
+    return (
+        safe_url(source_uri)
+        if parts.scheme and parts.scheme != "file"
+        else source_label(source_uri)
+    )
+
+
+def read_source(
+    source_uri: str,
+    max_bytes: int = MAX_BYTES,
+    *,
+    roots: Sequence[str | Path] | None = None,
+) -> bytes:
+    """A recording's bytes, from an http(s) URL (through `fetch_url`'s guard) or a local
+    path / file:// URL. With `roots`, a local recording is read only when its real path
+    (symlinks resolved, `..` collapsed) lies under one of them; `roots=None` reads any
+    path, for recordings an admin staged by hand (`callqa stage`)."""
     scheme = urlsplit(source_uri).scheme
     if scheme in ("http", "https"):
         return fetch_url(source_uri, max_bytes=max_bytes)
     if scheme not in ("file", ""):
-        raise AudioError(f"{source_uri}: unsupported recording location")
+        raise AudioError(f"{_safe_label(source_uri)}: unsupported recording location")
     path = Path(source_label(source_uri))
+    if roots is not None:
+        real = path.resolve()
+        if not any(real.is_relative_to(Path(root).expanduser().resolve()) for root in roots):
+            folders = ", ".join(str(root) for root in roots)
+            raise AudioError(f"{path}: outside the allowed folders ({folders})")
+        # Read what was checked, not a path whose links could be swapped meanwhile.
+        path = real
     if not path.is_file():
         raise AudioError(f"{path}: recording not found")
     if path.stat().st_size > max_bytes:
         raise AudioError(f"{path}: larger than the {max_bytes}-byte limit")
     return path.read_bytes()
+
+
+def read_remote(
+    source_uri: str,
+    *,
+    max_bytes: int = MAX_BYTES,
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    """A CRM-sourced recording: http(s) only, through `fetch_url`'s guard. A CRM payload
+    naming a local path or file:// URL (or any other scheme) is refused."""
+    scheme = urlsplit(source_uri).scheme
+    if scheme not in ("http", "https"):
+        raise AudioError(
+            f"{_safe_label(source_uri)}: only http(s) recording URLs are read for CRM calls"
+        )
+    return fetch_url(source_uri, max_bytes=max_bytes, headers=headers)

@@ -76,13 +76,14 @@ def poll_source(
     warehouse,
     log,
     *,
-    max_calls: int = MAX_CALLS_PER_TICK,
+    max_calls: int | None = None,
     budget_s: float = TICK_BUDGET_S,
     now: float | None = None,
 ) -> tuple[CrmCursor, TickReport]:
     """Page through the tenant's source from `cursor`, staging each page before moving the
     cursor past it. Returns the new cursor and what happened."""
     report = TickReport()
+    max_calls = max_calls or MAX_CALLS_PER_TICK
     adapter = adapter_for(tenant)  # a missing secret is a ConfigError: the tick fails
     page_size = tenant.crm.page_size
     started = time.monotonic()

@@ -265,8 +265,10 @@ AUDIO = bytes(range(256)) * 20  # 5120 bytes, what the recording routes serve
 class FakeRecordingServer(LoopbackServer):
     """Routes: /audio.wav (Content-Length), /stream.wav (no Content-Length, close-delimited),
     /liar.wav (declares a huge Content-Length), /garbled.wav (Content-Length: abc),
-    /redirect?to=URL, /chain/N (N redirects to /audio.wav), /error (500), anything else
-    404. Every requested path and its headers are recorded."""
+    /redirect?to=URL, /chain/N (N redirects to /audio.wav), /error (500),
+    /drip?bytes=N&every=S (a slow server: N body bytes, Content-Length N, one every S
+    seconds; with &headers=1 the response headers drip instead), anything else 404. Every
+    requested path and its headers are recorded."""
 
     def __init__(self, audio: bytes = AUDIO) -> None:
         self.paths: list[str] = []
@@ -318,6 +320,21 @@ class FakeRecordingServer(LoopbackServer):
                     self._send(302, headers={"location": target}, length=0)
                 elif parts.path == "/error":
                     self._send(500, b"boom", 4)
+                elif parts.path == "/drip":
+                    query = parse_qs(parts.query)
+                    n, every = int(query["bytes"][0]), float(query["every"][0])
+                    if "headers" in query:
+                        data = b"HTTP/1.0 200 OK\r\nx-drip: " + b"x" * n + b"\r\n\r\n"
+                    else:
+                        self._send(200, length=n)
+                        data = b"x" * n
+                    for i in range(len(data)):
+                        if owner.closing.wait(every):
+                            return  # the fake is shutting down
+                        try:
+                            self.wfile.write(data[i : i + 1])
+                        except (BrokenPipeError, ConnectionResetError):
+                            return  # the client gave up, as it should
                 else:
                     self._send(404, b"not found", 9)
 
