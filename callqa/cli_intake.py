@@ -161,9 +161,10 @@ def cmd_stage_decide(args: argparse.Namespace) -> int:
                     f"not waiting at the staging gate of tenant {tenant.id!r} "
                     f"(status {' or '.join(from_statuses)}): {', '.join(unknown)}"
                 )
-        else:
+        else:  # by filter: only calls still waiting (a rejected call is approved by name)
             args.tenant = tenant.id
-            ids = [r["external_id"] for r in _gate_rows(warehouse, args, from_statuses)]
+            waiting_statuses = ("staged",) if approve else ("staged", "approved")
+            ids = [r["external_id"] for r in _gate_rows(warehouse, args, waiting_statuses)]
         done = warehouse.approve(tenant.id, ids) if approve else warehouse.reject(tenant.id, ids)
     for external_id in done:
         print(f"{tenant.id}__{external_id}")

@@ -24,7 +24,8 @@ def call_resources(db_url: str, tmp_path: Path, scorer: ScorerResource | None = 
     }
 
 
-# The four per-call assets (one subsettable step), as the code location defines them.
+# The per-call assets (one subsettable step), as the code location defines them; ALL_STAGES
+# are those up to the score (crm_pushback has its own tests: test_pushback_asset.py).
 CALL_ASSETS = build_call_assets()
 ALL_STAGES = ["raw_audio", "transcript", "diarized_transcript", "scored_analysis"]
 

@@ -430,9 +430,7 @@ def _crm_pushback(batch: _Batch, key: CallKey) -> Iterator:
     diarized = wh.transcript(key.tenant, key.external_id, "diarized")
     tenant = default_registry().tenant(key.tenant)
     with _recorded_failure(batch, key, stage):
-        html = render_call_report(
-            record, diarized["data"] if diarized else None, tenant_name=tenant.name
-        )
+        html = render_call_report(record, diarized, tenant_name=tenant.name)
         relative = write_call_report(
             html,
             settings.call_reports_dir(),
@@ -456,12 +454,14 @@ def _crm_pushback(batch: _Batch, key: CallKey) -> Iterator:
             links=staged.get("links") or {},
             report_url=url,
         )
+    # A push retried alone (after a CRM outage failed the call here) completes the call.
+    wh.set_staged_status(key.tenant, [key.external_id], "processed")
     metadata = {
         **_call_metadata(key, call),
         "report_url": dg.MetadataValue.url(url),
         "crm": tenant.crm.adapter if tenant.crm else "none",
         "crm_notes": len(outcome.note_ids),
-        "written_back": outcome.skipped is None,
+        "written_back": bool(outcome.note_ids),
         "skipped": outcome.skipped or "",
         "alert_sent": outcome.alerted,
     }

@@ -72,10 +72,12 @@ class SqlSourceConfig(_Source):
     )
     query: str = Field(
         description=(
-            "SELECT returning external_id, recording_url, watermark (a timestamp or number "
-            "that grows when a row changes) and optionally started_at, operator, category, "
-            "duration_s, direction, links; it must take the bind parameters :watermark, "
-            ":last_id and :limit (see docs/crm.md)."
+            "One SELECT returning external_id, recording_url and watermark (a timestamp, "
+            "date, number or text that grows whenever the row changes; never NULL), "
+            "optionally started_at, operator, category, duration_s, direction, links. It "
+            "must use exactly the bind parameters :watermark, :last_id and :limit, and "
+            "return at most :limit rows after the position (:watermark, :last_id), ordered "
+            "by watermark and then external_id compared as text (see docs/crm.md)."
         )
     )
     page_size: int = Field(500, ge=1, le=5000)

@@ -44,6 +44,19 @@ class CrmCall(BaseModel):
         description="cards to write the result back to, e.g. {'leads': '123', 'contacts': '9'}",
     )
 
+    @field_validator("external_id")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        from callqa.calls.keys import EXTERNAL_ID_RE, SEPARATOR
+
+        # It becomes part of a Dagster partition key: refuse it here, at the boundary.
+        if not EXTERNAL_ID_RE.fullmatch(value) or SEPARATOR in value:
+            raise ValueError(
+                "must be 1-128 letters, digits, '.' or '-', starting with a letter or digit, "
+                f"without {SEPARATOR!r}"
+            )
+        return value
+
     @field_validator("started_at")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:

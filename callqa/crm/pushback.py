@@ -7,7 +7,9 @@
   updates the same notes instead of adding a second one. The ids it returns are stored.
 - The alert goes out at most once per call: only while `crm_pushbacks.alerted_at` is
   empty, and `mark_alerted` is set after the destination accepted it. A failed send raises
-  (the step fails and is retried), and the next push sends it. Two pushes of the same call
+  (the call fails at crm_pushback; re-materializing crm_pushback, from the UI or
+  `callqa backfill --assets crm_pushback`, or `callqa retry` pushes again), and the next
+  push sends it. Two pushes of the same call
   running at the same moment could both send (at least once, not exactly once); Dagster
   does not run one partition twice at once.
 
@@ -18,7 +20,7 @@ whether or not a CRM card exists for it. The outcome says why the write-back was
 
 The CRM and the alert destination fail independently: if the CRM write fails (an outage,
 an expired token), the alert is still sent, then the CRM error is raised so the step is
-retried; the stored note ids are left as they were, so the retry still updates, not adds.
+retried by the next push; the stored note ids are left as they were, so the retry still updates, not adds.
 """
 
 from __future__ import annotations

@@ -80,6 +80,10 @@ class Intake:
             if tenant.crm is not None and tenant.crm.webhook_secret is not None:
                 where = f"tenant {tenant.id} crm.webhook_secret"
                 intake.secrets[tenant.id] = tenant.crm.webhook_secret.resolve(where)
+                # Built now, not on the first push: a push is answered within ~100 ms.
+                intake.adapters[tenant.id] = adapter_for(tenant)
+        with warehouse.engine.connect():  # opens the pool (and fails early if unreachable)
+            pass
         return intake
 
     def authenticate(
@@ -120,7 +124,8 @@ class Intake:
             raise CrmPayloadError(f"{exc.__class__.__name__}: {exc}"[:300]) from None
 
     def stage(self, tenant: Tenant, calls: list[CrmCall]) -> list[str]:
-        rows = {c.external_id: c.as_staged() for c in calls}
+        default = tenant.crm.category if tenant.crm else None
+        rows = {c.external_id: {**c.as_staged(), "category": c.category or default} for c in calls}
         return self.warehouse.stage_calls(tenant.id, "webhook", list(rows.values()))
 
 
@@ -188,7 +193,7 @@ def create_app(intake: Intake):
         return JSONResponse(answer, status_code=status)
 
     async def health(_request: Request) -> JSONResponse:
-        return JSONResponse({"ok": True, "tenants": sorted(intake.secrets)})
+        return JSONResponse({"ok": True})  # no tenant ids: this route is unauthenticated
 
     return Starlette(
         routes=[
