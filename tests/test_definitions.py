@@ -38,6 +38,7 @@ def test_definitions_contents():
         "transcript",
         "diarized_transcript",
         "scored_analysis",
+        "crm_pushback",
         "tenant_daily_aggregates",
         "tenant_report",
     }

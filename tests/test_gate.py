@@ -135,10 +135,11 @@ def test_gate_keeps_calls_visible_until_approved(gated, capsys):
             }
     assert launched == {"gated__a-1", "gated__b-1", "gated__a-3"}
     statuses = {r["external_id"]: r["status"] for r in gated.staged_calls("gated")}
+    # Handed to runs: queued (the gate no longer lists or approves them).
     assert statuses == {
-        "a-1": "approved",
-        "b-1": "approved",
-        "a-3": "approved",
+        "a-1": "queued",
+        "b-1": "queued",
+        "a-3": "queued",
         "a-2": "staged",
         "b-2": "rejected",
     }

@@ -135,6 +135,14 @@ def build_staged_calls_sensor(
         context.log.info(
             f"{len(due_keys)} staged call(s) to process in {len(batches)} run(s){gate}"
         )
+        # 'queued': handed to a run, so the staging gate no longer lists or approves them.
+        wh = warehouse.get()
+        for tenant_id in {tenant_of[k] for k in due_keys}:
+            wh.set_staged_status(
+                tenant_id,
+                [k.split("__", 1)[1] for k in due_keys if tenant_of[k] == tenant_id],
+                "queued",
+            )
         return dg.SensorResult(
             run_requests=[
                 _run_request(b, tenant_of[b[0]], min(first_id[k] for k in b)) for b in batches
