@@ -20,6 +20,7 @@ from callqa.crm.adapters.file_drop import FileDropAdapter
 from callqa.crm.base import CallResult, CrmPage
 from callqa.crm.registry import adapter_class
 from callqa.errors import AudioError, ConfigError, CrmError, CrmPayloadError, CrmUnavailable
+from tests import crm_paging as paging
 from tests.paths import DEMO_CALLS
 
 NOW = time.time()
@@ -49,14 +50,7 @@ def write(root: Path, rel: str, text: str, mtime: float = T0 - 600) -> Path:
 
 
 def drain(adapter: FileDropAdapter, cursor: str | None, limit: int) -> list[CrmPage]:
-    pages = []
-    for _ in range(1000):
-        page = adapter.list_calls(cursor, limit)
-        pages.append(page)
-        cursor = page.cursor
-        if not page.more:
-            return pages
-    raise AssertionError("paging never finished")
+    return paging.drain(adapter, cursor, limit, max_pages=1000)[0]
 
 
 def urls(pages: list[CrmPage]) -> list[str]:

@@ -17,6 +17,8 @@ from callqa.errors import (
     CrmRateLimited,
     CrmUnavailable,
 )
+from tests import crm_paging as paging
+from tests.crm_paging import listed_ids
 from tests.fakes.hubspot import FakeHubSpot
 from tests.paths import DEMO_CALLS
 
@@ -45,18 +47,7 @@ def make_adapter(fake: FakeHubSpot, **kwargs) -> HubSpotAdapter:
 
 
 def drain(adapter, cursor=None, limit=10) -> tuple[list[CrmPage], str | None]:
-    pages: list[CrmPage] = []
-    while len(pages) < 1000:
-        page = adapter.list_calls(cursor, limit)
-        pages.append(page)
-        cursor = page.cursor
-        if not page.more:
-            return pages, cursor
-    raise AssertionError("list_calls never caught up")
-
-
-def listed_ids(pages: list[CrmPage]) -> list[str]:
-    return [c.external_id for p in pages for c in p.calls]
+    return paging.drain(adapter, cursor, limit, max_pages=1000)
 
 
 def searches(fake: FakeHubSpot) -> list[dict]:

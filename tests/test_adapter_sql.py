@@ -22,6 +22,7 @@ from callqa.crm.base import CallResult, CrmPage
 from callqa.crm.registry import adapter_class
 from callqa.errors import AudioError, ConfigError, CrmError, CrmPayloadError, CrmUnavailable
 from callqa.settings import ALLOW_PRIVATE_URLS_ENV
+from tests import crm_paging as paging
 from tests.fakes import FakeRecordingServer
 from tests.paths import DEMO_CALLS
 
@@ -189,14 +190,7 @@ def make_adapter(monkeypatch, adapters):
 
 def drain(adapter: SqlSourceAdapter, cursor: str | None, limit: int) -> list[CrmPage]:
     """Poll page after page until the source says it is caught up."""
-    pages = []
-    for _ in range(10_000):
-        page = adapter.list_calls(cursor, limit)
-        pages.append(page)
-        cursor = page.cursor
-        if not page.more:
-            return pages
-    raise AssertionError("paging never finished")
+    return paging.drain(adapter, cursor, limit)[0]
 
 
 def ids(pages: list[CrmPage]) -> list[str]:
