@@ -26,7 +26,12 @@ class TranscriptionError(CallqaError):
 
 
 class CrmError(CallqaError):
-    """A CRM (or other call source) could not be read or written; retried on a later tick."""
+    """A CRM (or other call source) could not be read or written; retried on a later tick.
+
+    `written`: notes a write-back had already written (card -> note id) before it failed
+    on a later card, so the next push updates them instead of adding second ones."""
+
+    written: dict[str, str] = {}  # noqa: RUF012 (set per instance; read-only default)
 
 
 class CrmUnavailable(CrmError):

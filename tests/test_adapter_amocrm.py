@@ -416,3 +416,15 @@ def test_the_token_shows_nowhere(fake, make):
     messages.append(str(raised.value))
     assert all(TOKEN not in m and TOKEN[-12:] not in m for m in messages)
     assert TOKEN not in repr(adapter.__dict__)
+
+
+def test_a_write_back_failing_on_a_later_card_says_what_it_wrote(fake, make):
+    """The note on the first card exists in the CRM; the error carries its id, so the
+    retry updates it instead of adding a second note there."""
+    adapter = make()
+    with pytest.raises(CrmPayloadError) as err:
+        adapter.write_result({"leads": "42", "tasks": "3"}, result(50), {})
+    (note,) = fake.notes_on("leads", 42)
+    assert err.value.written == {"leads:42": str(note["id"])}
+    again = adapter.write_result({"leads": "42"}, result(51), err.value.written)
+    assert again == err.value.written and len(fake.notes_on("leads", 42)) == 1

@@ -322,6 +322,20 @@ def test_crm_outage_does_not_hold_back_the_alert(warehouse, telegram):
     assert outcome.alerted is False and len(telegram.messages) == 1
 
 
+def test_notes_written_before_a_later_card_failed_are_kept(warehouse):
+    """An adapter that wrote the lead's note and then failed on the contact: the lead's
+    note id is stored, so the next push updates that note rather than adding one."""
+    partial = CrmUnavailable("fakecrm acme: server error (HTTP 503)")
+    partial.written = {"leads": "777"}
+    with pytest.raises(CrmUnavailable):
+        push(warehouse, tenant(None), RecordingAdapter(fail_with=partial), record(HIGH))
+    assert warehouse.pushback(TENANT, "call-1")["note_ids"] == {"leads": "777"}
+    up = RecordingAdapter()
+    outcome = push(warehouse, tenant(None), up, record(HIGH))
+    assert up.calls[0][2] == {"leads": "777"}
+    assert outcome.note_ids == {"leads": "777", "contacts": "501"}
+
+
 def test_crm_and_alert_both_failing_say_so(warehouse, telegram):
     down = RecordingAdapter(fail_with=CrmUnavailable("fakecrm acme: server error (HTTP 503)"))
     telegram.script.append(FakeTelegram.server_error())

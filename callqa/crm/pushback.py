@@ -19,8 +19,10 @@ note ids kept) and still get their alert: a manager wants to hear about a bad ca
 whether or not a CRM card exists for it. The outcome says why the write-back was skipped.
 
 The CRM and the alert destination fail independently: if the CRM write fails (an outage,
-an expired token), the alert is still sent, then the CRM error is raised so the step is
-retried by the next push; the stored note ids are left as they were, so the retry still updates, not adds.
+an expired token), the alert is still sent, then the CRM error is raised so the call fails
+at crm_pushback and the next push retries it; the stored note ids keep the earlier notes
+and those the adapter wrote before failing (`CrmError.written`), so the retry updates, not
+adds.
 """
 
 from __future__ import annotations
@@ -109,32 +111,24 @@ def push_result(
             )
         except CrmError as exc:
             write_error = exc
+            # Notes written before a later card failed are kept, so the retry updates them.
+            note_ids = dict(exc.written)
 
-    if write_error is None:
-        # Earlier notes on cards this push did not touch are kept: a later push with those
-        # links updates them rather than adding new ones.
-        note_ids = {**existing, **note_ids}
-        warehouse.save_pushback(
-            tenant.id,
-            external_id,
-            adapter=adapter.name if adapter is not None else NO_ADAPTER,
-            note_ids=note_ids,
-            total=total,
-            report_url=report_url,
-        )
+    # Earlier notes on cards this push did not touch are kept: a later push with those
+    # links updates them rather than adding new ones. The row is stored even when the
+    # write failed (mark_alerted needs it).
+    note_ids = {**existing, **note_ids}
+    warehouse.save_pushback(
+        tenant.id,
+        external_id,
+        adapter=adapter.name if adapter is not None else NO_ADAPTER,
+        note_ids=note_ids,
+        total=total,
+        report_url=report_url,
+    )
 
     alerted = False
     if _alert_due(tenant, total, previous):
-        if previous is None and write_error is not None:
-            # mark_alerted needs the call's row; store it with no notes written.
-            warehouse.save_pushback(
-                tenant.id,
-                external_id,
-                adapter=adapter.name if adapter is not None else NO_ADAPTER,
-                note_ids=existing,
-                total=total,
-                report_url=report_url,
-            )
         alerted = _send(warehouse, tenant, rec, partition_key, report_url, write_error)
 
     if write_error is not None:

@@ -359,6 +359,16 @@ class AmoCrmAdapter:
     ) -> dict[str, str]:
         text = result.note_text()
         written: dict[str, str] = {}
+        try:
+            self._write_notes(links, text, existing, written)
+        except CrmError as exc:
+            exc.written = dict(written)  # what reached the CRM before the failure
+            raise
+        return written
+
+    def _write_notes(
+        self, links: dict[str, str], text: str, existing: dict[str, str], written: dict[str, str]
+    ) -> None:
         for entity, card in links.items():
             entity_id = _integer(card)
             if entity not in NOTE_ENTITIES or entity_id is None:
@@ -372,7 +382,6 @@ class AmoCrmAdapter:
                 written[key] = note_id
             else:
                 written[key] = self._add_note(entity, entity_id, text)
-        return written
 
     def _edit_note(self, entity: str, entity_id: int, note_id: str, text: str) -> bool:
         """Edit our earlier note; False when it is gone from the card (then add one)."""
