@@ -70,7 +70,9 @@ def _staged_ids(db_url: str, tenant: str) -> list[str]:
         wh.dispose()
 
 
-def test_a_backlog_of_10000_calls_is_staged_across_ticks_exactly_once(acme, hubspot, db_url):
+def test_a_backlog_of_10000_calls_is_staged_across_ticks_exactly_once(acme, hubspot, pg_url):
+    """On PostgreSQL, the production warehouse (the other tests here run on both)."""
+    db_url = pg_url
     for i in range(10_000):
         hubspot.add_call(100_000 + i, T0 + (i // 7) * 1000)  # ties: 7 calls per millisecond-second
     sensor = build_crm_sensor(acme)
