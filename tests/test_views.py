@@ -523,3 +523,16 @@ def test_export_bad_arguments_fail_with_one_line(tmp_path, monkeypatch, capsys, 
     assert _export(f"sqlite:///{tmp_path / 'w.db'}", monkeypatch, *args) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_calls_by_status_names_a_failed_crm_pushback(warehouse):
+    warehouse.stage_call(tenant=T, external_id="p-1", source="crm", source_uri="https://x/a.mp3")
+    warehouse.set_staged_status(
+        T, ["p-1"], "failed", "crm_pushback: amocrm acme: POST /api/v4/leads/notes: HTTP 503"
+    )
+    [row] = [
+        r
+        for r in _rows(warehouse, views.calls_by_status, ["external_id"], tenant=T)
+        if r["external_id"] == "p-1"
+    ]
+    assert (row["status"], row["failed_stage"]) == ("failed", "crm_pushback")
