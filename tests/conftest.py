@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from callqa.storage.warehouse import Warehouse  # noqa: E402
+from tests.databases import server_problem, throwaway_database  # noqa: E402
 from tests.fakes import FakeLLM  # noqa: E402
 from tests.paths import DEMO_CALLS, PG_ADMIN_URL  # noqa: E402
 
@@ -38,38 +38,17 @@ def _isolated_data_dir(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def pg_server_url() -> str:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(PG_ADMIN_URL)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("select 1"))
-    except Exception as exc:  # the suite needs the real server; say which one
-        pytest.fail(
-            f"PostgreSQL at {PG_ADMIN_URL} is not reachable ({exc.__class__.__name__}); "
-            "set CALLQA_TEST_PG_URL"
-        )
-    finally:
-        engine.dispose()
+    problem = server_problem(PG_ADMIN_URL)
+    if problem:  # the suite needs the real server; say which one
+        pytest.fail(f"PostgreSQL at {problem}; set CALLQA_TEST_PG_URL")
     return PG_ADMIN_URL
 
 
 @pytest.fixture
 def pg_url(pg_server_url) -> Iterator[str]:
     """A fresh PostgreSQL database for one test, dropped afterwards."""
-    import sqlalchemy as sa
-
-    name = f"callqa_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
-    try:
+    with throwaway_database(pg_server_url) as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -13,15 +13,15 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
 
+from tests.databases import throwaway_database
 from tests.paths import ROOT
 
 BIN = Path(sys.executable).parent
@@ -42,24 +42,13 @@ def subprocess_env(**values: str | os.PathLike) -> dict[str, str]:
 
 @contextmanager
 def pg_databases(admin_url: str, *purposes: str) -> Iterator[list[str]]:
-    """One new, uniquely named database per purpose; each dropped WITH (FORCE) afterwards,
-    also when the test fails (the daemon may still hold connections)."""
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    token = uuid.uuid4().hex[:10]
-    names = [f"callqa_{purpose}_{token}" for purpose in purposes]
-    created: list[str] = []
-    try:
-        with admin.connect() as conn:
-            for name in names:
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-                created.append(name)
-        base = sa.engine.make_url(admin_url)
-        yield [base.set(database=n).render_as_string(hide_password=False) for n in names]
-    finally:
-        with admin.connect() as conn:
-            for name in created:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    """One new, uniquely named database per purpose (`callqa_<purpose>_<hex>`); each
+    dropped WITH (FORCE) afterwards, also when the test fails."""
+    with ExitStack() as stack:
+        yield [
+            stack.enter_context(throwaway_database(admin_url, f"callqa_{purpose}"))
+            for purpose in purposes
+        ]
 
 
 def dagster_pg_env(url: str) -> dict[str, str]:

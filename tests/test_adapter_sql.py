@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from callqa.crm.registry import adapter_class
 from callqa.errors import AudioError, ConfigError, CrmError, CrmPayloadError, CrmUnavailable
 from callqa.settings import ALLOW_PRIVATE_URLS_ENV
 from tests import crm_paging as paging
+from tests.databases import server_problem, throwaway_database
 from tests.fakes import FakeRecordingServer
 from tests.paths import DEMO_CALLS
 
@@ -38,42 +38,17 @@ BASE = datetime(2025, 3, 1, 9, 0, 0)
 
 @pytest.fixture(scope="session")
 def mariadb_server_url() -> str:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(MARIADB_ADMIN_URL, connect_args={"connect_timeout": 5})
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("select 1"))
-    except Exception as exc:
-        pytest.skip(
-            f"MariaDB at {MARIADB_ADMIN_URL} is not reachable ({exc.__class__.__name__}); "
-            "set CALLQA_TEST_MARIADB_URL"
-        )
-    finally:
-        engine.dispose()
+    problem = server_problem(MARIADB_ADMIN_URL, connect_timeout=5)
+    if problem:
+        pytest.skip(f"MariaDB at {problem}; set CALLQA_TEST_MARIADB_URL")
     return MARIADB_ADMIN_URL
 
 
 @pytest.fixture
 def mariadb_url(mariadb_server_url) -> Iterator[str]:
     """A fresh MariaDB database for one test, dropped afterwards."""
-    import sqlalchemy as sa
-
-    name = f"callqa_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(mariadb_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE `{name}`"))
-    url = (
-        sa.engine.make_url(mariadb_server_url)
-        .set(database=name)
-        .render_as_string(hide_password=False)
-    )
-    try:
+    with throwaway_database(mariadb_server_url) as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
 
 
 @dataclass

@@ -37,7 +37,7 @@ from callqa.config.registry import default_registry
 from callqa.crm.file_drop import source_label, source_suffix
 from callqa.crm.pushback import push_result
 from callqa.crm.recordings import read_recording
-from callqa.crm.registry import adapter_for
+from callqa.crm.registry import cached_adapter
 from callqa.errors import CallqaError
 from callqa.reporting.call_report import render_call_report, report_url, write_call_report
 from callqa.resources import AudioStoreResource, SpeechToTextResource, WarehouseResource
@@ -439,11 +439,7 @@ def _crm_pushback(batch: _Batch, key: CallKey) -> Iterator:
             settings.secret(settings.REPORT_LINK_KEY_ENV),
         )
         url = report_url(settings.report_base_url(), relative)
-        adapter = None
-        if tenant.crm is not None:
-            adapter = batch.adapters.get(tenant.id) or batch.adapters.setdefault(
-                tenant.id, adapter_for(tenant)
-            )
+        adapter = cached_adapter(batch.adapters, tenant) if tenant.crm else None
         outcome = push_result(
             wh,
             tenant,

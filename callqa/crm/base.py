@@ -64,9 +64,14 @@ class CrmCall(BaseModel):
 
         return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
 
-    def as_staged(self) -> dict:
-        """The call as a `staged_calls` row's fields (`Warehouse.stage_calls`)."""
-        return {**self.model_dump(exclude={"recording_url"}), "source_uri": self.recording_url}
+    def as_staged(self, default_category: str | None = None) -> dict:
+        """The call as a `staged_calls` row's fields (`Warehouse.stage_calls`); a call whose
+        record names no category gets the tenant's default (`crm.category`)."""
+        return {
+            **self.model_dump(exclude={"recording_url"}),
+            "source_uri": self.recording_url,
+            "category": self.category or default_category,
+        }
 
 
 class RejectedRecord(BaseModel):

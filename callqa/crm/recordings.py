@@ -14,7 +14,7 @@ from callqa.config.models import Tenant
 from callqa.crm.base import CrmAdapter
 from callqa.crm.fetch import MAX_BYTES
 from callqa.crm.file_drop import read_source, source_label
-from callqa.crm.registry import adapter_for
+from callqa.crm.registry import cached_adapter
 from callqa.errors import AudioError
 
 HAND_STAGED = "file"  # `callqa stage add`: the admin on this machine chose the file
@@ -35,6 +35,5 @@ def read_recording(
             f"{source_label(source_uri)}: staged from {source!r} but tenant {tenant.id!r} "
             "has no crm configured to read it"
         )
-    cache = {} if adapters is None else adapters
-    adapter = cache.get(tenant.id) or cache.setdefault(tenant.id, adapter_for(tenant))
+    adapter = cached_adapter({} if adapters is None else adapters, tenant)
     return adapter.fetch_recording(source_uri, max_bytes)

@@ -37,3 +37,11 @@ def adapter_for(tenant: Tenant) -> CrmAdapter:
     if tenant.crm is None:
         raise ConfigError(f"tenant {tenant.id!r} has no crm configured")
     return adapter_class(tenant.crm.adapter)(tenant.id, tenant.crm)
+
+
+def cached_adapter(cache: dict[str, CrmAdapter], tenant: Tenant) -> CrmAdapter:
+    """The tenant's adapter from `cache`, built on first use: one per tenant for a batch of
+    calls or a server's lifetime (each holds an HTTP session or a database engine)."""
+    if tenant.id not in cache:
+        cache[tenant.id] = adapter_for(tenant)
+    return cache[tenant.id]

@@ -29,7 +29,7 @@ from callqa.config.models import Tenant
 from callqa.config.registry import Registry
 from callqa.config.secrets import Secret
 from callqa.crm.base import CrmAdapter, CrmCall
-from callqa.crm.registry import adapter_for
+from callqa.crm.registry import cached_adapter
 from callqa.errors import CallqaError, CrmPayloadError
 
 log = logging.getLogger("callqa.webhooks")
@@ -81,7 +81,7 @@ class Intake:
                 where = f"tenant {tenant.id} crm.webhook_secret"
                 intake.secrets[tenant.id] = tenant.crm.webhook_secret.resolve(where)
                 # Built now, not on the first push: a push is answered within ~100 ms.
-                intake.adapters[tenant.id] = adapter_for(tenant)
+                cached_adapter(intake.adapters, tenant)
         with warehouse.engine.connect():  # opens the pool (and fails early if unreachable)
             pass
         return intake
@@ -114,9 +114,7 @@ class Intake:
                 raise CrmPayloadError(f"body is not valid JSON ({exc})") from None
             if isinstance(payload, dict) and ("calls" in payload or "external_id" in payload):
                 return parse_callqa_json(payload)
-        adapter = self.adapters.get(tenant.id) or self.adapters.setdefault(
-            tenant.id, adapter_for(tenant)
-        )
+        adapter = cached_adapter(self.adapters, tenant)
         try:
             return adapter.parse_webhook(body, content_type)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
@@ -125,8 +123,9 @@ class Intake:
 
     def stage(self, tenant: Tenant, calls: list[CrmCall]) -> list[str]:
         default = tenant.crm.category if tenant.crm else None
-        rows = {c.external_id: {**c.as_staged(), "category": c.category or default} for c in calls}
-        return self.warehouse.stage_calls(tenant.id, "webhook", list(rows.values()))
+        return self.warehouse.stage_calls(
+            tenant.id, "webhook", [c.as_staged(default) for c in calls]
+        )
 
 
 class _Refused(Exception):

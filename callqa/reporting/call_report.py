@@ -21,128 +21,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
 from callqa.calls.keys import make_key
 from callqa.calls.record import AnalysisRecord
+from callqa.reporting.report import atomic_write, template_environment
 from callqa.scoring.evidence import normalize
 from callqa.speech.diarization import ConversationMetrics, DiarizedTranscript
 
 TOKEN_HEX = 16  # 64 bits of HMAC: not guessable, short enough for a link in a CRM note
-TEMPLATE_NAME = "call_report.html.j2"
+TEMPLATE_NAME = "call_report.html.j2"  # in templates/, next to the tenant report's
 # No script, no network: only the inline <style> and inline style attributes may apply.
 CSP = (
     "default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; img-src data:; "
     "base-uri 'none'; form-action 'none'"
 )
-
-_TEMPLATE = """\
-<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{{ csp }}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<meta name="generator" content="callqa call report">
-<title>Call {{ call.external_id }}: {{ tenant_name }}</title>
-<style>
-{% include "style.css" %}
-.share { display: flex; height: 10px; border-radius: 5px; overflow: hidden; background: var(--line); margin: 6px 0 10px; }
-.share .operator { background: var(--accent); }
-.share .customer { background: #b5651d; }
-dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; margin: 8px 0 0; }
-dl.facts dt { color: var(--muted); }
-dl.facts dd { margin: 0; overflow-wrap: anywhere; }
-.role { font-size: 12px; color: var(--muted); margin-right: 6px; }
-tr.speaker-customer td.text { padding-left: 32px; }
-</style>
-</head>
-<body>
-<header>
-  <h1>Call <span id="call-id">{{ call.external_id }}</span></h1>
-  <p class="meta">{{ tenant_name }} &middot; {{ call.day }} &middot; operator {{ call.operator }}</p>
-</header>
-<main>
-<div class="cards">
-  <div class="card"><div class="label">Total</div><div class="value" id="total">{{ "%.1f"|format(total) }}</div><div class="note">out of 100</div></div>
-  <div class="card"><div class="label">Weakest criterion</div><div class="value" id="weakest">{{ weakest }}</div></div>
-  <div class="card"><div class="label">Duration</div><div class="value" id="duration">{{ call.duration }}</div></div>
-</div>
-<section class="panel" id="call">
-  <h2>Call</h2>
-  <dl class="facts">
-  {% for label, value in facts %}
-    <dt>{{ label }}</dt><dd data-fact="{{ label }}">{{ value }}</dd>
-  {% endfor %}
-  </dl>
-</section>
-<section class="panel" id="summary">
-  <h2>Summary</h2>
-  <p>{{ summary }}</p>
-  {% if recommendations %}
-  <h2>Recommendations</h2>
-  <ul id="recommendations">{% for r in recommendations %}<li>{{ r }}</li>{% endfor %}</ul>
-  {% endif %}
-</section>
-<section class="panel" id="scores">
-  <h2>Scores and evidence</h2>
-  <table>
-    <thead><tr><th>Criterion</th><th class="num">Score</th><th class="num">Weight</th><th>Rationale and evidence</th></tr></thead>
-    <tbody>
-    {% for c in criteria %}
-      <tr class="criterion-row" data-criterion="{{ c.id }}">
-        <td>{{ c.name }}</td><td class="num">{{ c.score }}/{{ scale_max }}</td><td class="num">{{ "%.0f"|format(c.weight * 100) }}%</td>
-        <td>{{ c.rationale }}{% for ev in c.evidence %}<blockquote class="evidence"><a class="time" href="#{{ ev.anchor }}">{{ ev.time }}</a><span class="role">{{ ev.speaker }}</span>&ldquo;{{ ev.quote }}&rdquo;</blockquote>{% endfor %}</td>
-      </tr>
-    {% endfor %}
-    </tbody>
-  </table>
-</section>
-{% if patterns %}
-<section class="panel" id="patterns">
-  <h2>Patterns</h2>
-  <table>
-    <thead><tr><th>Type</th><th>Quote</th></tr></thead>
-    <tbody>
-    {% for p in patterns %}<tr><td>{{ p.type }}</td><td><a class="time" href="#{{ p.anchor }}">{{ p.time }}</a><span class="role">{{ p.speaker }}</span>&ldquo;{{ p.quote }}&rdquo;</td></tr>{% endfor %}
-    </tbody>
-  </table>
-</section>
-{% endif %}
-<section class="panel" id="metrics">
-  <h2>Conversation</h2>
-  <div class="share" title="talk share">{% for r in roles %}<div class="{{ r.role }}" style="width: {{ "%.1f"|format(r.share_pct) }}%"></div>{% endfor %}</div>
-  <dl class="facts">
-  {% for label, value in metrics %}
-    <dt>{{ label }}</dt><dd data-metric="{{ label }}">{{ value }}</dd>
-  {% endfor %}
-  </dl>
-  <table>
-    <thead><tr><th>Role</th><th class="num">Talk time</th><th class="num">Talk share</th><th class="num">Words</th><th class="num">Words/min</th><th class="num">Interruptions</th></tr></thead>
-    <tbody>
-    {% for r in roles %}<tr class="role-row" data-role="{{ r.role }}"><td>{{ r.role }}</td><td class="num">{{ r.talk }}</td><td class="num">{{ "%.0f"|format(r.share_pct) }}%</td><td class="num">{{ r.words }}</td><td class="num">{{ "%.0f"|format(r.wpm) }}</td><td class="num">{{ r.interruptions }}</td></tr>{% endfor %}
-    </tbody>
-  </table>
-</section>
-<section class="panel" id="transcript">
-  <h2>Transcript</h2>
-  <table>
-    <thead><tr><th>Time</th><th>Speaker</th><th>Text</th></tr></thead>
-    <tbody>
-    {% for s in segments %}<tr id="{{ s.anchor }}" class="turn speaker-{{ s.speaker }}"><td class="num">{{ s.time }}</td><td class="speaker">{{ s.speaker }}</td><td class="text">{{ s.text }}</td></tr>{% endfor %}
-    </tbody>
-  </table>
-</section>
-</main>
-<footer>No scripts; nothing is loaded from a network.</footer>
-</body>
-</html>
-"""
 
 
 def timestamp(seconds: float) -> str:
@@ -151,24 +46,6 @@ def timestamp(seconds: float) -> str:
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
-
-
-def _environment():
-    import jinja2
-
-    return jinja2.Environment(
-        # Our one template, plus the tenant report's stylesheet, so both look alike.
-        loader=jinja2.ChoiceLoader(
-            [
-                jinja2.DictLoader({TEMPLATE_NAME: _TEMPLATE}),
-                jinja2.PackageLoader("callqa.reporting", "templates"),
-            ]
-        ),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
 
 
 def _segment_for(segments: list[dict], quote: str, start: float) -> int | None:
@@ -275,7 +152,7 @@ def render_call_report(record: dict, diarized: dict | None, *, tenant_name: str)
     ]
     patterns = [{"type": p.type, **_located(segments, p.quote, p.start)} for p in rec.patterns]
     return (
-        _environment()
+        template_environment()
         .get_template(TEMPLATE_NAME)
         .render(
             csp=CSP,
@@ -334,16 +211,7 @@ def write_call_report(
     name = report_name(tenant, external_id, link_key)
     folder = Path(store_root) / tenant
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(html)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(folder / name, html)
     return f"{tenant}/{name}"
 
 

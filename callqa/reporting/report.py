@@ -519,7 +519,8 @@ def _pattern_rows(collected: _Collected) -> list[dict]:
 # --- pages -----------------------------------------------------------------------------------
 
 
-def _environment():
+def template_environment():
+    """The Jinja2 environment of callqa's HTML pages (templates/): autoescape, strict."""
     import jinja2
 
     return jinja2.Environment(
@@ -655,7 +656,8 @@ def _write_call_pages(target: Path, pages: list[tuple[str, str]]) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Replace `path` with `text` so a reader never sees half a page (mode 0644)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -688,7 +690,7 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     tenant_name = tenant_name or tenant
     generated = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
-    env = _environment()
+    env = template_environment()
 
     collected = _Collected()
     for row in warehouse.report_analyses(tenant, date_from, date_to):
@@ -763,7 +765,7 @@ def write_report(
         + "\n"
     )
     index = out_dir / INDEX
-    _atomic_write(index, page)
+    atomic_write(index, page)
     return Report(
         headline=headline,
         index=index,

@@ -102,7 +102,9 @@ def poll_source(
             break
         report.pages += 1
         report.listed += len(page.calls)
-        new = warehouse.stage_calls(tenant.id, "crm", [c.as_staged() for c in _unique(page.calls)])
+        new = warehouse.stage_calls(
+            tenant.id, "crm", [c.as_staged(tenant.crm.category) for c in page.calls]
+        )
         report.staged += len(new)
         for bad in page.rejected:
             report.rejected += 1
@@ -113,13 +115,6 @@ def poll_source(
         if not page.more:
             break
     return CrmCursor(source=state), report
-
-
-def _unique(calls):
-    seen: dict[str, object] = {}
-    for c in calls:
-        seen.setdefault(c.external_id, c)
-    return list(seen.values())
 
 
 def build_crm_sensor(tenant: Tenant) -> dg.SensorDefinition:

@@ -21,7 +21,7 @@ from dagster._core.storage.tags import (
 
 from callqa.assets.partitions import CALLS_PARTITIONS
 from callqa.assets.pools import ensure_pool_limits
-from callqa.calls.keys import make_key
+from callqa.calls.keys import make_key, parse_key
 from callqa.config.registry import default_registry
 from callqa.errors import PartitionKeyError
 from callqa.jobs import PROCESS_CALL, TENANT_AGGREGATES
@@ -140,7 +140,7 @@ def build_staged_calls_sensor(
         for tenant_id in {tenant_of[k] for k in due_keys}:
             wh.set_staged_status(
                 tenant_id,
-                [k.split("__", 1)[1] for k in due_keys if tenant_of[k] == tenant_id],
+                [parse_key(k).external_id for k in due_keys if tenant_of[k] == tenant_id],
                 "queued",
             )
         return dg.SensorResult(

@@ -33,8 +33,12 @@ class StagingQueries:
 
     def stage_calls(self, tenant: str, source: str, calls: Sequence[dict]) -> list[str]:
         """Stage many calls in one statement per chunk; calls already staged keep their
-        row and state. Returns the external ids that were new."""
+        row and state, and a call given twice is staged once (the first). Returns the
+        external ids that were new."""
         now = utcnow()
+        unique: dict[str, dict] = {}
+        for c in calls:
+            unique.setdefault(c["external_id"], c)
         rows = [
             {
                 **{f: c.get(f) for f in STAGED_FIELDS},
@@ -45,7 +49,7 @@ class StagingQueries:
                 "staged_at": now,
                 "updated_at": now,
             }
-            for c in calls
+            for c in unique.values()
         ]
         with self.engine.begin() as conn:
             return insert_many_if_absent(
