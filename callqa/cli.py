@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from callqa import settings
+from callqa.cli_eval import add_parsers as add_eval_parsers
 from callqa.cli_intake import add_parsers as add_intake_parsers
 from callqa.cli_intake import stage_argv
 from callqa.errors import CallqaError
@@ -203,6 +204,20 @@ def cmd_dagster_home(args: argparse.Namespace) -> int:
     return 0
 
 
+def _only_stale(warehouse, tenant: str, rows: list[dict], preset: str | None) -> list[dict]:
+    """The rows whose analysis was scored with a prompt version that is no longer any of
+    its preset's current ones (control or an A/B variant)."""
+    from callqa.config.registry import default_registry
+    from callqa.scoring.versions import current_prompt_versions
+
+    versions = current_prompt_versions()
+    if preset is not None:
+        default_registry().preset(preset)  # an unknown preset is an error, not "none stale"
+        versions = {preset: versions[preset]}
+    stale = set(warehouse.stale_analyses(tenant, versions))
+    return [r for r in rows if r["external_id"] in stale]
+
+
 def cmd_backfill(args: argparse.Namespace) -> int:
     """Select a tenant's calls from the warehouse and submit ONE Dagster asset backfill for
     exactly their `calls` partitions (see callqa/assets/partitions.py for how)."""
@@ -231,8 +246,12 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             operators=args.operators,
             statuses=args.statuses,
         )
+        if args.stale:
+            rows = _only_stale(warehouse, args.tenant, rows, args.preset)
     keys = [make_key(args.tenant, r["external_id"]).partition_key for r in rows]
     filters = [f"tenant {args.tenant}"]
+    if args.stale:
+        filters.append(f"scored with an older version of {args.preset or 'their preset'}")
     if day_from or day_to:
         filters.append(f"days {day_from or '…'} to {day_to or '…'}")
     if args.operators:
@@ -380,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     add_intake_parsers(sub)
+    add_eval_parsers(sub)
 
     retry = sub.add_parser(
         "retry",
@@ -473,6 +493,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="raw_audio,transcript,diarized_transcript,scored_analysis",
         metavar="A,B",
         help="comma-separated per-call assets to materialize (default: all four)",
+    )
+    backfill.add_argument(
+        "--stale",
+        action="store_true",
+        help="only calls scored with an older version of their preset (re-score after a "
+        "preset change: with --assets scored_analysis,crm_pushback)",
+    )
+    backfill.add_argument(
+        "--preset", default=None, metavar="ID", help="with --stale: only this preset's calls"
     )
     backfill.add_argument(
         "--dry-run", action="store_true", help="list the selected calls; submit nothing"

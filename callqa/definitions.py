@@ -10,7 +10,9 @@ import dagster as dg
 
 from callqa.assets.aggregates import build_tenant_aggregates
 from callqa.assets.calls import build_call_assets
+from callqa.assets.evaluation import build_grader_agreement
 from callqa.assets.report import build_tenant_report
+from callqa.assets.variants import build_variant_comparison
 from callqa.config.registry import default_registry
 from callqa.executors import executor_for
 from callqa.jobs import build_jobs
@@ -33,6 +35,8 @@ def defs() -> dg.Definitions:
             build_call_assets(settings.calls_per_run),
             build_tenant_aggregates(sorted(default_registry().tenants)),
             build_tenant_report(sorted(default_registry().tenants)),
+            build_variant_comparison(sorted(default_registry().tenants)),
+            build_grader_agreement(sorted(default_registry().tenants)),
         ],
         jobs=[*build_jobs(settings), *retention_jobs],
         schedules=retention_schedules,

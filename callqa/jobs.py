@@ -1,5 +1,6 @@
 """Jobs: `process_call` carries a batch of calls (one or more `calls` partitions) from
-recording to score; `tenant_aggregates` rebuilds one tenant's aggregates and report.
+recording to score; `tenant_aggregates` rebuilds one tenant's aggregates, report, A/B
+variant comparison and agreement with human graders.
 
 A run of `process_call` targets a contiguous range of call partitions (the sensor groups
 newly staged calls; backfills group by the assets' `BackfillPolicy`). The call assets are
@@ -12,8 +13,10 @@ from __future__ import annotations
 import dagster as dg
 
 from callqa.assets.aggregates import TENANT_DAILY_AGGREGATES
+from callqa.assets.evaluation import GRADER_AGREEMENT
 from callqa.assets.partitions import CALL_ASSET_NAMES
 from callqa.assets.report import TENANT_REPORT
+from callqa.assets.variants import VARIANT_COMPARISON
 from callqa.executors import executor_for
 from callqa.settings import Settings
 
@@ -36,10 +39,12 @@ def build_jobs(settings: Settings) -> list[dg.UnresolvedAssetJobDefinition]:
         ),
         dg.define_asset_job(
             name=TENANT_AGGREGATES,
-            selection=dg.AssetSelection.assets(TENANT_DAILY_AGGREGATES, TENANT_REPORT),
+            selection=dg.AssetSelection.assets(
+                TENANT_DAILY_AGGREGATES, TENANT_REPORT, VARIANT_COMPARISON, GRADER_AGREEMENT
+            ),
             description=(
                 "Rebuild one tenant's daily aggregate tables from its scored calls, then its "
-                "report."
+                "report, its A/B variant comparison and its agreement with human graders."
             ),
             executor_def=executor,
         ),

@@ -180,7 +180,7 @@ def test_quote_of_a_speaker_label_is_not_evidence(tmp_path, good_call, fake_llm)
                 "id": c,
                 "score": 3,
                 "rationale": "ok",
-                "evidence": [{"quote": "operator", "start": 0}],
+                "evidence": [{"quote": "operator", "start": 0, "speaker": "operator"}],
             }
             for c in preset.criterion_ids
         ],
@@ -192,9 +192,21 @@ def test_quote_of_a_speaker_label_is_not_evidence(tmp_path, good_call, fake_llm)
     result = materialize_call(["scored_analysis"], key, db_url, tmp_path, instance, scorer)
     assert not result.success
     [*_, last] = wh.attempts("demo", "label-1")
-    assert "evidence quote not found in transcript: 'operator'" in last["error"]
+    assert "quote not found in the transcript (as whole words): 'operator'" in last["error"]
     assert wh.analysis("demo", "label-1") is None
     assert wh.staged_call("demo", "label-1")["status"] == "failed"
+    # The invalid final result is kept, with its errors, by version; never in `analyses`.
+    [invalid] = wh.analysis_versions("demo", "label-1")
+    assert not invalid["valid"] and invalid["total"] is None
+    assert "'operator'" in invalid["errors"] and invalid["attempts"] == 2
+    # ... and the call's rules check says why, in the UI.
+    [evaluation] = [
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    assert evaluation.check_name == "analysis_business_rules" and not evaluation.passed
+    assert "no valid analysis after 2 attempt(s)" in evaluation.description
     wh.dispose()
 
 
@@ -245,7 +257,18 @@ def test_llm_scorer_invalid_replies_are_recorded_and_retryable(
     assert wh.analysis("demo", "llm-1") is None
 
     # The provider recovers: re-materializing succeeds and the call is processed.
-    fake_llm.replies = [_llm_reply(preset)]
+    lines = wh.transcript("demo", "llm-1", "diarized")["segments"]
+    said = next(s for s in lines if s["speaker"] == "operator")
+    quote = {"quote": said["text"], "start": said["start"], "speaker": "operator"}
+    fake_llm.replies = [
+        _llm_reply(
+            preset,
+            criteria=[
+                {"id": c, "score": 3, "rationale": "ok", "evidence": [quote]}
+                for c in preset.criterion_ids
+            ],
+        )
+    ]
     ok = materialize_call(["scored_analysis"], key, db_url, tmp_path, instance, scorer)
     assert ok.success
     record = wh.analysis("demo", "llm-1")

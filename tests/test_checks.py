@@ -70,13 +70,13 @@ def _record(preset: Preset | None = None) -> dict:
                 id="greeting",
                 score=5,
                 rationale="named the company",
-                evidence=[Evidence(quote="this is Ann", start=0)],
+                evidence=[Evidence(quote="this is Ann", start=0, speaker="operator")],
             ),
             CriterionResult(
                 id="closing",
                 score=2,
                 rationale="no next step",
-                evidence=[Evidence(quote="a cheaper plan", start=4.5)],
+                evidence=[Evidence(quote="a cheaper plan", start=4.5, speaker="customer")],
             ),
         ],
         summary="Friendly opening, weak close.",
@@ -279,7 +279,9 @@ def _score_out_of_scale(r):
 
 
 def _invented_quote(r):
-    r["scores"]["criteria"][0]["evidence"] = [{"quote": "best price guaranteed", "start": 0}]
+    r["scores"]["criteria"][0]["evidence"] = [
+        {"quote": "best price guaranteed", "start": 0, "speaker": "operator"}
+    ]
 
 
 def _wrong_total(r):
@@ -297,7 +299,7 @@ def _extra_criterion(r):
         (_score_out_of_scale, "closing: score 9 outside scale 1-5"),
         (
             _invented_quote,
-            "greeting: evidence quote not found in transcript: 'best price guaranteed'",
+            "greeting: quote not found in the transcript (as whole words): 'best price guaranteed'",
         ),
         (_wrong_total, "total 100.0 != weighted total 43.8"),
         (_extra_criterion, "unknown criteria: tone"),
@@ -316,7 +318,9 @@ def test_rules_fail_and_name_the_problem(breaks, detail):
 
 def test_rules_accept_a_re_punctuated_quote():
     record = _record()
-    record["scores"]["criteria"][0]["evidence"] = [{"quote": "northwind this is ann", "start": 0}]
+    record["scores"]["criteria"][0]["evidence"] = [
+        {"quote": "northwind this is ann", "start": 0, "speaker": "operator"}
+    ]
     assert checks.check_analysis_rules(record, _preset()).passed
 
 

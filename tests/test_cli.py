@@ -43,7 +43,9 @@ def test_analyze_json_validates_against_published_schema(good_call):
         "tone",
     ]
     assert all(
-        set(e) == {"quote", "start"} for c in record["scores"]["criteria"] for e in c["evidence"]
+        set(e) == {"quote", "start", "speaker"}
+        for c in record["scores"]["criteria"]
+        for e in c["evidence"]
     )
     assert 0 <= record["scores"]["total"] <= 100
     assert record["metrics"]["roles"]["operator"]["talk_time_s"] > 0
@@ -65,18 +67,30 @@ def test_analyze_text_output_is_readable(poor_call):
 @pytest.mark.model
 @pytest.mark.slow
 def test_analyze_with_llm_scorer_uses_env_endpoint(good_call, fake_llm, tmp_path):
+    import re
+
     from callqa.config.registry import default_registry
 
     preset = default_registry().preset("sales-default")
-    reply = {
-        "criteria": [
-            {"id": c, "score": 4, "rationale": "fine", "evidence": []} for c in preset.criterion_ids
-        ],
-        "summary": "A solid call.",
-        "recommendations": ["Ask one more question."],
-        "patterns": [],
-    }
-    fake_llm.replies = [json.dumps(reply)]
+
+    def reply(request: dict) -> str:
+        """Scores of 4, each citing the operator's first line of the transcript sent."""
+        prompt = request["messages"][-1]["content"]
+        start, text = re.search(r"^\[([\d.]+)\] operator: (.+)$", prompt, re.M).groups()
+        quote = {"quote": text, "start": float(start), "speaker": "operator"}
+        return json.dumps(
+            {
+                "criteria": [
+                    {"id": c, "score": 4, "rationale": "fine", "evidence": [quote]}
+                    for c in preset.criterion_ids
+                ],
+                "summary": "A solid call.",
+                "recommendations": ["Ask one more question."],
+                "patterns": [],
+            }
+        )
+
+    fake_llm.replies = [reply]
     result = run_cli(
         "analyze",
         str(DEMO_CALLS / good_call["file"]),

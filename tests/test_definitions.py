@@ -41,6 +41,8 @@ def test_definitions_contents():
         "crm_pushback",
         "tenant_daily_aggregates",
         "tenant_report",
+        "variant_comparison",
+        "grader_agreement",
     }
     checks = {k.name for k in graph.asset_check_keys}
     assert {

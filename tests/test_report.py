@@ -283,7 +283,12 @@ def test_tenant_aggregates_job_rebuilds_aggregates_then_report(tmp_path, monkeyp
     result = job.execute_in_process(partition_key=TENANT, instance=dg.DagsterInstance.ephemeral())
     assert result.success
     done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert done == {"tenant_daily_aggregates", "tenant_report"}
+    assert done == {
+        "tenant_daily_aggregates",
+        "tenant_report",
+        "grader_agreement",
+        "variant_comparison",
+    }
     page = (tmp_path / "reports" / TENANT / "index.html").read_text()
     assert 'id="chart-trend"' in page and "not built yet" not in page
     wh.dispose()

@@ -1,4 +1,5 @@
-"""The deterministic rules scorer on hand-made good and poor sales calls."""
+"""The deterministic rules scorer on hand-made good and poor sales calls (sales-default's
+rules, read from the preset)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from callqa.errors import ScoringError
 from callqa.scoring.evidence import quote_found
 from callqa.scoring.rubric import weighted_total
 from callqa.scoring.rules import NOTE, RULES_VERSION, RulesScorer, score_with_rules
+from callqa.scoring.validation import rule_violations
 from tests.builders import diarized, timed
 
 GOOD_CALL = timed(
@@ -115,6 +117,21 @@ def test_good_call_scores_higher_than_poor_call(good, poor, preset):
         assert scores(good[1])[cid] >= scores(poor[1])[cid], cid
 
 
+def test_scores_match_the_rubric_of_rules_v1(good, poor):
+    """sales-default in the DSL scores these calls as the hand-coded rules-v1 did."""
+    assert scores(good[1]) == dict.fromkeys(
+        ["greeting", "needs_discovery", "presentation", "objection_handling", "closing", "tone"], 5
+    )
+    assert scores(poor[1]) == {
+        "greeting": 1,
+        "needs_discovery": 2,
+        "presentation": 3,
+        "objection_handling": 2,
+        "closing": 2,
+        "tone": 1,
+    }
+
+
 def test_good_call_criteria(good):
     _call, outcome = good
     s = scores(outcome)
@@ -125,14 +142,24 @@ def test_good_call_criteria(good):
     assert s["closing"] >= 4
     assert s["tone"] >= 4
     greeting = by_id(outcome, "greeting")
-    assert "greeted" in greeting.rationale and "offered help" in greeting.rationale
-    assert "did not" not in greeting.rationale
+    # The rationale names what the rule found, phrase by phrase.
+    assert "greeting: found ('good morning', 'thank you for calling')" in greeting.rationale
+    assert "introduction: found ('my name is')" in greeting.rationale
+    assert "offer of help: found ('how can i help')" in greeting.rationale
+    assert "not found" not in greeting.rationale
     assert greeting.evidence[0].start == 0.5
+    assert greeting.evidence[0].speaker == "operator"
     assert "my name is Dana" in greeting.evidence[0].quote
     # Questions are what needs discovery cites.
     for ev in by_id(outcome, "needs_discovery").evidence:
         assert "?" in ev.quote
-    assert "a polite farewell" in by_id(outcome, "closing").rationale
+    assert "polite farewell: found" in by_id(outcome, "closing").rationale
+    objection = by_id(outcome, "objection_handling")
+    assert "the operator answered 1, 1 with a good cue" in objection.rationale
+    assert [(ev.speaker, ev.start) for ev in objection.evidence] == [
+        ("customer", 43.0),
+        ("operator", 47.9),
+    ]
     assert outcome.output.recommendations == [] or all(
         r.startswith("Improve ") for r in outcome.output.recommendations
     )
@@ -148,12 +175,28 @@ def test_poor_call_criteria(poor, preset):
     assert s["closing"] <= 2
     assert call.metrics.roles["operator"].interruptions >= 1
     tone = by_id(outcome, "tone")
-    assert "dismissive" in tone.rationale
+    assert "dismissive lines: 2 line(s)" in tone.rationale
+    assert "interruptions of the customer: 2 interruption(s)" in tone.rationale
     assert any("Whatever" in ev.quote for ev in tone.evidence)
-    assert "did not greet" in by_id(outcome, "greeting").rationale
-    # Two objections were detected as patterns, quoting the customer.
-    objections = [p for p in outcome.output.patterns if p.type == "objection"]
-    assert [p.start for p in objections] == [8.5, 20.5]
+    greeting = by_id(outcome, "greeting")
+    assert "greeting: not found" in greeting.rationale
+    # Nothing matched: the line the rule examined is cited, so a reader sees what was said.
+    assert [(ev.quote, ev.speaker) for ev in greeting.evidence] == [("Yeah?", "operator")]
+    # Two objections were detected as patterns by type, quoting the customer.
+    objections = [
+        (p.type, p.start, p.speaker)
+        for p in outcome.output.patterns
+        if preset.pattern(p.type).kind == "objection"
+    ]
+    assert objections == [
+        ("price_objection", 8.5, "customer"),
+        ("timing_objection", 20.5, "customer"),
+    ]
+    # The operator's dismissive line is a forbidden phrase.
+    assert ("forbidden_phrase", 11.5, "operator") in [
+        (p.type, p.start, p.speaker) for p in outcome.output.patterns
+    ]
+    assert "bad cues: 'whatever'" in by_id(outcome, "objection_handling").rationale
     # The weakest criteria get recommendations, phrased from the rubric.
     assert len(outcome.output.recommendations) == 2
     descriptions = {c.description for c in preset.criteria}
@@ -186,9 +229,10 @@ def test_questions_are_recognised_by_whole_words(preset):
     )
     none = by_id(score_with_rules(not_questions, preset), "needs_discovery")
     some = by_id(score_with_rules(questions, preset), "needs_discovery")
-    assert none.score == 1 and "asked 0 question(s)" in none.rationale
-    assert none.evidence == []
-    assert some.score == 5 and "asked 4 question(s)" in some.rationale
+    assert none.score == 1 and "questions asked: 0 question(s)" in none.rationale
+    # No question to cite: the operator's first line shows what was said instead.
+    assert [ev.quote for ev in none.evidence] == ["Whatever, that's the price."]
+    assert some.score == 5 and "questions asked: 4 question(s)" in some.rationale
 
 
 def test_objection_without_operator_answer_scores_1(preset):
@@ -207,10 +251,11 @@ def test_objection_without_operator_answer_scores_1(preset):
 
     result = by_id(outcome, "objection_handling")
     assert result.score == 1
-    assert "1 objection(s); 0 answered" in result.rationale
+    assert "1 line(s) with objection/competitor_mention" in result.rationale
+    assert "the operator answered 0" in result.rationale
     assert [ev.start for ev in result.evidence] == [4.5]
     [pattern] = outcome.output.patterns
-    assert pattern.type == "objection" and pattern.start == 4.5
+    assert (pattern.type, pattern.start, pattern.speaker) == ("not_interested", 4.5, "customer")
     assert pattern.quote == "You called me. I'm not interested, we already have a provider."
 
 
@@ -224,10 +269,15 @@ def test_objection_answered_dismissively_scores_2(preset):
     )
     result = by_id(score_with_rules(call, preset), "objection_handling")
     assert result.score == 2
-    assert "1 answered, 0 answered with acknowledgement" in result.rationale
+    assert "the operator answered 1, 0 with a good cue" in result.rationale
+    assert "bad cues: 'that's the price'" in result.rationale
+    assert [(ev.speaker, ev.start) for ev in result.evidence] == [
+        ("customer", 3.5),
+        ("operator", 6.5),
+    ]
 
 
-def test_no_objection_gives_neutral_score(preset):
+def test_no_objection_is_not_applicable_and_left_out_of_the_total(preset):
     call = diarized(
         timed(
             [
@@ -251,43 +301,86 @@ def test_no_objection_gives_neutral_score(preset):
     outcome = score_with_rules(call, preset)
 
     result = by_id(outcome, "objection_handling")
-    assert result.score == 3
-    assert "No customer objection detected" in result.rationale
-    assert "neutral" in result.rationale
+    assert outcome.valid
+    assert result.score is None
+    assert "No objection/competitor_mention in this call" in result.rationale
+    assert "N/A" in result.rationale
     assert result.evidence == []
     assert outcome.output.patterns == []
-    assert "0 objection(s) detected" in outcome.output.summary
+    assert "Not applicable: objection_handling." in outcome.output.summary
+    assert "No patterns detected." in outcome.output.summary
+    # N/A is left out of the total (the other weights renormalised), not a neutral 3.
+    s = scores(outcome)
+    weights = {c.id: c.weight for c in preset.criteria if s[c.id] is not None}
+    expected = sum(w * (s[cid] - 1) / 4 for cid, w in weights.items()) / sum(weights.values())
+    assert weighted_total(s, preset) == round(100 * expected, 1)
+    assert weighted_total(s, preset) != weighted_total({**s, "objection_handling": 3}, preset)
+
+
+def test_objection_rule_counts_the_share_handled(preset):
+    """Two objections, one answered with substance and one brushed off: 'most handled'."""
+    call = diarized(
+        timed(
+            [
+                ("operator", "Hello, this is Sam from Northwind Mobile. How can I help?"),
+                ("customer", "Your plan is too expensive."),
+                ("operator", "I understand. Compared with your bill you save ten dollars."),
+                ("customer", "I'm not sure I need it."),
+                ("operator", "Okay."),
+                ("customer", "Fine."),
+            ]
+        )
+    )
+    result = by_id(score_with_rules(call, preset), "objection_handling")
+    assert result.score == 4
+    assert "2 line(s) with objection/competitor_mention" in result.rationale
+    assert "the operator answered 2, 1 with a good cue" in result.rationale
+    assert [ev.speaker for ev in result.evidence] == [
+        "customer",
+        "operator",
+        "customer",
+        "operator",
+    ]
 
 
 @pytest.mark.parametrize("which", ["good", "poor"])
-def test_every_evidence_quote_is_verbatim_in_the_transcript(which, request):
+def test_every_evidence_quote_is_verbatim_in_the_transcript(which, request, preset):
     call, outcome = request.getfixturevalue(which)
     text = call.as_text()
     lines = {(s.start, s.text) for s in call.segments}
     quotes = [ev for c in outcome.output.criteria for ev in c.evidence]
     quotes += list(outcome.output.patterns)
     assert quotes, "the scorer cited nothing"
+    speakers = {(s.start, s.text): s.speaker for s in call.segments}
     for ev in quotes:
         assert quote_found(ev.quote, text), ev.quote
-        # Rules cite whole utterances, with the start time of that very line.
+        # Rules cite whole utterances, with the start time and speaker of that very line.
         assert (ev.start, ev.quote) in lines, ev
+        assert speakers[(ev.start, ev.quote)] == ev.speaker, ev
+    # Every scored criterion cites at least one line, and the output passes the rules.
+    assert all(c.evidence for c in outcome.output.criteria if c.score is not None)
+    assert rule_violations(outcome.output, preset, call.segments) == []
 
 
 @pytest.mark.parametrize("which", ["good", "poor"])
 def test_scores_stay_on_the_scale(which, request, preset):
     _call, outcome = request.getfixturevalue(which)
     for c in outcome.output.criteria:
-        assert preset.scale.min <= c.score <= preset.scale.max
+        assert c.score is None or preset.scale.min <= c.score <= preset.scale.max
         assert c.rationale
 
 
 def test_custom_scale_is_respected(preset):
-    """Scores are clamped to the preset's scale (here 1-3)."""
-    narrow = Preset.model_validate({**preset.model_dump(), "scale": {"min": 1, "max": 3}})
+    """Scores are clamped to the preset's scale (here 1-3; the rules are unchanged)."""
+    data = preset.model_dump()
+    for c in data["criteria"]:
+        c["anchors"] = {k: v for k, v in c["anchors"].items() if k <= 3}
+    narrow = Preset.model_validate({**data, "scale": {"min": 1, "max": 3}})
     outcome = score_with_rules(diarized(GOOD_CALL), narrow)
     assert outcome.valid
     assert all(1 <= c.score <= 3 for c in outcome.output.criteria)
     assert by_id(outcome, "greeting").score == 3
+    assert "kept to the scale: 3" in by_id(outcome, "needs_discovery").rationale
 
 
 def test_subset_preset_scores_only_its_criteria_in_its_order(preset):
@@ -322,7 +415,7 @@ def test_unknown_criterion_raises_naming_it(preset):
     with pytest.raises(ScoringError) as info:
         score_with_rules(diarized(GOOD_CALL), custom)
     message = str(info.value)
-    assert "gdpr_disclosure" in message
+    assert "criteria without a rule: gdpr_disclosure" in message
     assert "compliance-check" in message
     assert "LLM scorer" in message
 

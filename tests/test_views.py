@@ -1,5 +1,5 @@
-"""The analyst views (migration 0002) and `callqa export`, on SQLite and PostgreSQL, with
-known rows and exact expected values."""
+"""The analyst views (migrations 0002, 0004, 0005) and `callqa export`, on SQLite and
+PostgreSQL, with known rows and exact expected values."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ T, OTHER = "demo", "t2"  # `demo` is a bundled tenant, so `callqa export` accept
 MON = date(2024, 5, 6)  # a Monday: ISO week 2024-W19 runs MON .. MON + 6
 NEXT_MON = MON + timedelta(days=7)
 STARTED = datetime(2024, 5, 6, 9, 30, tzinfo=UTC)
+SPEECH_COST = 0.0125
 TRANSCRIPT_ERROR = "transcript: check transcript_covers_speech failed: 41% of speech covered"
 
 
@@ -46,20 +47,48 @@ CALLS = {
 }
 
 
+def _attempt(n: int, **kw) -> dict:
+    return Attempt(
+        attempt=n,
+        scorer="llm",
+        model="m",
+        prompt_version="v1",
+        prompt_tokens=100,
+        completion_tokens=20,
+        latency_ms=5.0,
+        raw_output="{}",
+        **kw,
+    ).as_dict()
+
+
 def _seed(warehouse) -> dict[str, dict]:
     """The known rows every test below reads; returns the stored records by call id."""
     records = {}
     for external_id, (operator, day, closing, patterns) in CALLS.items():
-        record = sample_record(T, external_id, _scores(closing), operator=operator)
+        scores = _scores(closing)
+        if external_id == "c3":  # the customer raised no objection: N/A
+            scores["objection_handling"] = None
+        record = sample_record(
+            T,
+            external_id,
+            scores,
+            operator=operator,
+            variant="short_prompt" if external_id == "c2" else "control",
+        )
         record["patterns"] = [_pattern(p) for p in patterns]
         if external_id == "c1":
             criteria = {c["id"]: c for c in record["scores"]["criteria"]}
+            # Quotes of records before schema 2.0 name no speaker: the view finds it.
             criteria["closing"]["evidence"] = [
                 {"quote": "cheaper plan", "start": 4.4},  # in the customer's line
                 {"quote": "ann here", "start": 4.5},  # text wins over the nearer start
                 {"quote": "I want, a cheaper plan", "start": 4.6},  # re-punctuated: nearest
+                # A cited speaker is the view's, whatever the text says (the scorer checked
+                # it against the transcript before the record was stored).
+                {"quote": "Northwind", "start": 0.0, "speaker": "customer"},
             ]
             criteria["tone"]["evidence"] = []
+            record["scoring"]["evidence"] = {"quotes": 4, "verified": 3}  # the scorer's tally
         warehouse.stage_call(
             tenant=T,
             external_id=external_id,
@@ -87,13 +116,25 @@ def _seed(warehouse) -> dict[str, dict]:
         operator="ann",
         started_at=STARTED,
     )
+    # Speech-to-text cost: known for c1, unknown (an API without a price) for c2.
+    for external_id, cost in (("c1", SPEECH_COST), ("c2", None)):
+        warehouse.upsert_transcript(
+            tenant=T,
+            external_id=external_id,
+            stage="stt",
+            model="whisper-1",
+            language="en",
+            word_count=9,
+            data={},
+            cost_usd=cost,
+        )
     warehouse.record_attempts(
         T,
         "c1",
         "run-1",
         [
-            Attempt(1, "llm", "m", "v1", 100, 20, 5.0, 0.002, "{}", False, "bad json").as_dict(),
-            Attempt(2, "llm", "m", "v1", 100, 20, 5.0, 0.001, "{}", True).as_dict(),
+            _attempt(1, cost_usd=0.002, valid=False, error="bad json"),
+            _attempt(2, cost_usd=0.001, valid=True),
         ],
     )
     for external_id in ("s-new", "s-bad", "s-odd"):
@@ -172,8 +213,10 @@ def test_call_scores_one_wide_row_per_call(warehouse):
         "scorer": "rules",
         "model": None,
         "prompt_version": records["c1"]["scoring"]["prompt_version"],
+        "variant": "control",
         "duration_s": 42.5,
         "total": records["c1"]["scores"]["total"],
+        "evidence_rate": 0.75,  # 3 of its 4 quotes hold up (see _seed)
         "greeting": 4,
         "needs_discovery": 4,
         "presentation": 4,
@@ -187,8 +230,8 @@ def test_call_scores_one_wide_row_per_call(warehouse):
         "llm_spend_usd": pytest.approx(0.003),
         "llm_attempts": 2,
         "llm_tokens": 0,
-        "speech_cost_usd": None,
-        "cost_usd": 0.001,
+        "speech_cost_usd": SPEECH_COST,
+        "cost_usd": pytest.approx(0.001 + SPEECH_COST),
     }
     assert rows["c4"]["closing"] == 1 and rows["c4"]["weakest_criterion"] == "closing"
     assert rows["c5"]["weakest_criterion"] == "greeting"  # all 4 but closing 5: heaviest first
@@ -199,6 +242,15 @@ def test_call_scores_one_wide_row_per_call(warehouse):
         0,
     )
     assert rows["c8"]["operator"] == "unknown"
+    # N/A is NULL, like a criterion the preset lacks; the call's other columns are scored.
+    assert (rows["c3"]["objection_handling"], rows["c3"]["closing"]) == (None, 2)
+    assert rows["c2"]["variant"] == "short_prompt"
+    assert rows["c2"]["evidence_rate"] == 1.0
+    # speech cost unknown (c2) or never recorded (c3): NULL, and cost_usd is the LLM's
+    assert [(rows[c]["speech_cost_usd"], rows[c]["cost_usd"]) for c in ("c2", "c3")] == [
+        (None, 0.001),
+        (None, 0.001),
+    ]
     assert (rows["c7"]["call_day"], rows["c7"]["week_start"]) == (MON + timedelta(days=6), MON)
     assert rows["c6"]["week_start"] == NEXT_MON
     assert [r["external_id"] for r in warehouse.call_scores(T, MON + timedelta(days=1), MON)] == []
@@ -238,6 +290,7 @@ def test_criterion_evidence_one_row_per_quote_with_speaker(warehouse):
             (0, "cheaper plan", 4.4, "customer"),
             (1, "ann here", 4.5, "operator"),
             (2, "I want, a cheaper plan", 4.6, "customer"),
+            (3, "Northwind", 0.0, "customer"),
         ],
         "greeting": [(0, "Ann here", 0.0, "operator")],
         "needs_discovery": [(0, "Ann here", 0.0, "operator")],
@@ -384,9 +437,9 @@ def test_cost_daily_sums_per_day(warehouse):
             62.5,
             pytest.approx(0.003),
             pytest.approx(0.003),
-            None,
-            pytest.approx(0.003),
-            pytest.approx(0.001),
+            SPEECH_COST,  # c1's; c2's is unknown, c3 recorded none
+            pytest.approx(0.003 + SPEECH_COST),
+            pytest.approx((0.003 + SPEECH_COST) / 3),
         ),
         (MON + timedelta(days=1), 1, 10.0, 0.001, None, None, 0.001, 0.001),
         (MON + timedelta(days=2), 1, 10.0, 0.001, None, None, 0.001, 0.001),
@@ -536,3 +589,20 @@ def test_calls_by_status_names_a_failed_crm_pushback(warehouse):
         if r["external_id"] == "p-1"
     ]
     assert (row["status"], row["failed_stage"]) == ("failed", "crm_pushback")
+
+
+def test_data_dictionary_documents_every_column():
+    """docs/data-dictionary.md has a section per view and table naming each of its columns."""
+    import re
+
+    from callqa.storage import tables
+    from tests.paths import ROOT
+
+    text = (ROOT / "docs" / "data-dictionary.md").read_text()
+    sections = dict(re.findall(r"^### (\w+)\n(.*?)(?=^##)", text, flags=re.M | re.S))
+    for table in [*views.ALL, *tables.metadata.sorted_tables]:
+        assert table.name in sections, table.name
+        documented = set(re.findall(r"`(\w+)`", sections[table.name]))
+        # `id`, the surrogate key, is left implicit in most tables
+        missing = [c.name for c in table.columns if c.name not in documented | {"id"}]
+        assert missing == [], f"{table.name}: {missing}"

@@ -39,9 +39,13 @@ from callqa.crm.pushback import push_result
 from callqa.crm.recordings import read_recording
 from callqa.crm.registry import cached_adapter
 from callqa.errors import CallqaError
+from callqa.privacy.redaction import redact_attempts, redact_transcript, redactor_for
 from callqa.reporting.call_report import render_call_report, report_url, write_call_report
 from callqa.resources import AudioStoreResource, SpeechToTextResource, WarehouseResource
 from callqa.resources.scorers import ScorerResource
+from callqa.scoring.classify import classify_category
+from callqa.scoring.cost import speech_cost
+from callqa.scoring.versions import scoring_code_version
 from callqa.speech import audio as audio_lib
 from callqa.speech.diarization import DiarizedTranscript
 from callqa.speech.transcript import Transcript
@@ -126,10 +130,18 @@ def _problem(result: dg.AssetCheckResult) -> str:
 
 
 def _reported(
-    key: CallKey, asset: str, metadata: dict, results: list[dg.AssetCheckResult]
+    key: CallKey,
+    asset: str,
+    metadata: dict | None,
+    results: list[dg.AssetCheckResult],
+    tags: dict[str, str] | None = None,
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
-    """The events of one stage of one call, all on the call's partition."""
-    yield dg.AssetMaterialization(asset_key=asset, partition=key.partition_key, metadata=metadata)
+    """The events of one stage of one call, all on the call's partition (no
+    materialization when `metadata` is None: the stage produced nothing)."""
+    if metadata is not None:
+        yield dg.AssetMaterialization(
+            asset_key=asset, partition=key.partition_key, metadata=metadata, tags=tags
+        )
     for r in results:
         yield dg.AssetCheckEvaluation(
             asset_key=dg.AssetKey(asset),
@@ -231,6 +243,11 @@ def _transcript(batch: _Batch, key: CallKey) -> Iterator:
             batch.audio_store.get(key.tenant, call["audio_uri"]), call["audio_uri"]
         )
         result, elapsed = service.transcribe(decoded, batch.stt.for_preset(preset.speech))
+    # On-site faster-whisper costs nothing per call; an API is priced from litellm's map
+    # (NULL when the model has no known price: unknown, not free).
+    cost_usd, cost_known = speech_cost(
+        batch.stt.provider or preset.speech.provider, result.model, result.duration_s
+    )
     wh.upsert_transcript(
         tenant=key.tenant,
         external_id=key.external_id,
@@ -239,6 +256,7 @@ def _transcript(batch: _Batch, key: CallKey) -> Iterator:
         language=result.language,
         word_count=result.word_count,
         data=result.model_dump(mode="json"),
+        cost_usd=cost_usd if cost_known else None,
     )
     regions = [audio_lib.speech_regions(c) for c in decoded.channels]
     results = [checks.check_transcript_coverage(result, regions)]
@@ -252,6 +270,7 @@ def _transcript(batch: _Batch, key: CallKey) -> Iterator:
         "audio_s": result.duration_s,
         "transcribe_s": round(elapsed, 2),
         "realtime_factor": round(result.duration_s / elapsed, 2) if elapsed else 0.0,
+        "speech_cost_usd": cost_usd if cost_known else "unknown",
     }
     yield from _reported(key, "transcript", metadata, results)
     if failure:
@@ -339,6 +358,16 @@ def evidence_markdown(record: AnalysisRecord) -> str:
     )
 
 
+def _category(diarized: DiarizedTranscript, key: CallKey, call: dict) -> tuple[str | None, str]:
+    """The call's category and where it came from: the CRM (or sidecar, or whoever staged
+    it), else classified from the transcript by the presets' cues, else the default."""
+    if call["category"]:
+        return call["category"], "crm"
+    registry = default_registry()
+    category, _hits = classify_category(diarized, registry.tenant(key.tenant), registry)
+    return (category, "classified") if category else (None, "default")
+
+
 def _scored_analysis(batch: _Batch, key: CallKey) -> Iterator:
     wh = batch.warehouse
     stage = "scored_analysis"
@@ -351,16 +380,28 @@ def _scored_analysis(batch: _Batch, key: CallKey) -> Iterator:
         wh.transcript(key.tenant, key.external_id, "diarized"),
     )
     diarized = DiarizedTranscript.model_validate(data)
-    preset = _preset_for(key, call["category"])
+    category, category_source = _category(diarized, key, call)
+    # The A/B variant is fixed by the call key: re-scoring a call gives it the same one.
+    base_preset = _preset_for(key, category)
+    variant = base_preset.variant_for(key.partition_key)
+    preset = base_preset.with_variant(variant)
+    # PII is masked before the transcript reaches any scorer, so neither an external LLM
+    # nor the stored record (transcript, quotes, raw replies) holds it.
+    redact = redactor_for(default_registry().tenant(key.tenant))
+    if redact:
+        diarized = redact_transcript(diarized, redact)
+    run_id = batch.context.run.run_id
     with _recorded_failure(batch, key, stage):
-        outcome = service.score(diarized, preset, call["category"], batch.scorer.for_preset(preset))
+        outcome = service.score(diarized, preset, category, batch.scorer.for_preset(preset))
+        if redact:  # a reply may repeat PII the model saw elsewhere (or invented)
+            redact_attempts(outcome.attempts, redact)
         wh.record_attempts(
-            key.tenant,
-            key.external_id,
-            batch.context.run.run_id,
-            [a.as_dict() for a in outcome.attempts],
+            key.tenant, key.external_id, run_id, [a.as_dict() for a in outcome.attempts]
         )
-        service.require_valid(outcome, "scoring")
+    if not outcome.valid:
+        yield from _invalid_result(batch, key, call, preset, variant, outcome)
+        return
+    with _recorded_failure(batch, key, stage):
         record = service.assemble(
             tenant=key.tenant,
             external_id=key.external_id,
@@ -368,9 +409,12 @@ def _scored_analysis(batch: _Batch, key: CallKey) -> Iterator:
             diarized=diarized,
             outcome=outcome,
             preset=preset,
-            category=call["category"],
+            category=category,
+            category_source=category_source,
             operator=call["operator"],
             started_at=call["started_at"],
+            variant=variant,
+            redacted=redact is not None,
         )
     record_json = record.model_dump(mode="json")
     problems = service.validate_record(record_json, preset)
@@ -382,29 +426,104 @@ def _scored_analysis(batch: _Batch, key: CallKey) -> Iterator:
     # analyses table (or the aggregates built from it); the call is marked failed instead.
     failure = _failed_checks(batch, key, stage, results)
     if failure is None:
-        wh.save_analysis(record_json, _call_day(call))
+        wh.save_analysis(
+            record_json,
+            _call_day(call),
+            run_id=run_id,
+            pattern_kinds={p.id: p.kind for p in preset.patterns},
+        )
         wh.set_staged_status(key.tenant, [key.external_id], "processed")
+    else:
+        _save_invalid(wh, key, preset, variant, outcome, run_id, problems.summary())
+    scoring = record.scoring
     metadata = {
         **_call_metadata(key, call),
+        "category": category or "default",
+        "category_source": category_source,
         "total": record.scores.total,
-        **{f"score_{c.id}": c.score for c in record.scores.criteria},
+        **{f"score_{c.id}": c.score for c in record.scores.criteria if c.score is not None},
+        "not_applicable": ", ".join(c.id for c in record.scores.criteria if c.score is None)
+        or "none",
         "weakest_criterion": record.weakest.id,
         "evidence": dg.MetadataValue.md(evidence_markdown(record)),
         "scores": dg.MetadataValue.md(_scores_markdown(record)),
         "summary": record.summary,
+        "patterns": ", ".join(sorted({p.type for p in record.patterns})) or "none",
         "preset": preset.id,
-        "scorer": record.scoring.scorer,
-        "model": record.scoring.model or "",
-        "prompt_version": record.scoring.prompt_version,
-        "tokens": record.scoring.tokens.total,
-        "cost_usd": record.scoring.cost_usd,
-        "attempts": record.scoring.attempts,
-        "latency_ms": record.scoring.latency_ms,
+        "variant": variant,
+        "scorer": scoring.scorer,
+        "model": scoring.model or "",
+        "prompt_version": scoring.prompt_version,
+        "evidence_quotes": scoring.evidence.quotes,
+        "evidence_verified": scoring.evidence.verified,
+        "redacted": scoring.redacted,
+        "tokens": scoring.tokens.total,
+        "cost_usd": scoring.cost_usd,
+        "cost_known": scoring.cost_known,
+        "attempts": scoring.attempts,
+        "latency_ms": scoring.latency_ms,
         "published": failure is None,
     }
-    yield from _reported(key, stage, metadata, results)
+    yield from _reported(key, stage, metadata, results, tags=_scoring_provenance())
     if failure:
         raise failure
+
+
+def _save_invalid(wh, key, preset, variant, outcome, run_id, errors: str) -> None:
+    """Kept with its errors in `analysis_versions` (never in `analyses`): visible, queryable,
+    and replaced when the call is scored again."""
+    wh.save_invalid_analysis(
+        key.tenant,
+        key.external_id,
+        preset=preset.id,
+        prompt_version=outcome.prompt_version,
+        variant=variant,
+        scorer=outcome.scorer,
+        model=outcome.model or "",
+        errors=errors,
+        attempts=len(outcome.attempts),
+        cost_usd=outcome.cost_usd,
+        latency_ms=outcome.latency_ms,
+        run_id=run_id,
+    )
+
+
+def _invalid_result(batch, key, call, preset, variant, outcome) -> Iterator:
+    """No attempt gave a valid result: store it as invalid, fail the rules check with the
+    last errors (the UI shows them on the call's check), and fail the call (retryable)."""
+    errors = outcome.last_error or "no valid reply"
+    _save_invalid(batch.warehouse, key, preset, variant, outcome, batch.context.run.run_id, errors)
+    attempts = len(outcome.attempts)
+    result = dg.AssetCheckResult(
+        check_name=checks.ANALYSIS_BUSINESS_RULES,
+        passed=False,
+        description=f"no valid analysis after {attempts} attempt(s): {errors}"[:1000],
+        metadata={
+            "problem": f"invalid scorer output after {attempts} attempt(s)",
+            "details": errors[:2000],
+            "variant": variant,
+            "models": ", ".join(dict.fromkeys(a.model or "" for a in outcome.attempts)),
+        },
+    )
+    yield from _reported(key, "scored_analysis", None, [result])
+    raise batch.fail(
+        key,
+        "scored_analysis",
+        f"no valid analysis after {attempts} attempt(s): {errors}"[:1000],
+        failed_checks=checks.ANALYSIS_BUSINESS_RULES,
+    )
+
+
+def _scoring_provenance() -> dict[str, str]:
+    """Tags that give each scored_analysis materialization Dagster data provenance: the
+    code version it was scored under (so a preset change shows the call as stale in the
+    UI), and no particular diarized_transcript event (re-diarizing is tracked by its own
+    materialization)."""
+    return {
+        "dagster/code_version": scoring_code_version(),
+        "dagster/input_data_version/diarized_transcript": "unversioned",
+        "dagster/input_event_pointer/diarized_transcript": "NULL",
+    }
 
 
 def _probe_from_call(call: dict) -> audio_lib.AudioProbe:
@@ -590,6 +709,14 @@ def _done_by_earlier_attempt(
     return done
 
 
+def _versioned(spec: dg.AssetSpec) -> dg.AssetSpec:
+    """scored_analysis carries the scoring code version (presets, rules, record schema):
+    after a preset changes, calls scored before show as stale in the UI."""
+    if spec.key != dg.AssetKey("scored_analysis"):
+        return spec
+    return spec.replace_attributes(code_version=scoring_code_version())
+
+
 def build_call_assets(calls_per_run: int = DEFAULT_CALLS_PER_RUN) -> dg.AssetsDefinition:
     """The per-call assets as one subsettable step over a batch of call partitions.
 
@@ -598,7 +725,7 @@ def build_call_assets(calls_per_run: int = DEFAULT_CALLS_PER_RUN) -> dg.AssetsDe
 
     @dg.multi_asset(
         name="process_calls",
-        specs=CALL_SPECS,
+        specs=[_versioned(spec) for spec in CALL_SPECS],
         check_specs=CALL_CHECK_SPECS,
         can_subset=True,
         partitions_def=calls_partitions,

@@ -8,6 +8,7 @@ Plain Python so `callqa analyze` picks backends exactly as the Dagster resources
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from callqa import settings as s
@@ -70,9 +71,13 @@ class ScorerBackends:
     api_base: str | None = None
     api_key: str | None = None
     timeout_s: float | None = None
-    response_format: str = "json_schema"
+    # auto: a JSON schema where litellm knows the model supports it, else JSON mode or
+    # none with tolerant parsing; json_schema / json_object / none force one.
+    response_format: str = "auto"
 
-    def for_preset(self, preset: Preset) -> Scorer:
+    def for_preset(self, preset: Preset, redact: Callable[[str], str] | None = None) -> Scorer:
+        """The call's scorer; `redact` (the tenant's PII masking) is applied by the LLM
+        scorer to every reply and error it stores."""
         kind = self.scorer or preset.scorer
         if kind == "rules":
             from callqa.scoring.rules import RulesScorer
@@ -88,6 +93,7 @@ class ScorerBackends:
             api_key=self.api_key,
             timeout_s=self.timeout_s,
             response_format=self.response_format,
+            redact=redact,
         )
 
 

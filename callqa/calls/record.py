@@ -18,10 +18,13 @@ from callqa.config.models import Preset, Role
 from callqa.scoring.outcome import ScoringOutcome
 from callqa.scoring.output import Evidence, Pattern
 from callqa.scoring.rubric import normalized_weights, weighted_total
+from callqa.scoring.validation import evidence_tally
 from callqa.speech.audio import AudioProbe
 from callqa.speech.diarization import ConversationMetrics, DiarizedTranscript
 
-SCHEMA_VERSION = "1.0"
+# 2.0: N/A criteria (score null), evidence and patterns name their speaker, scoring info
+# records the A/B variant, evidence verification, redaction and whether cost is known.
+SCHEMA_VERSION = "2.0"
 SCHEMA_PATH = Path(__file__).parents[1] / "schemas" / "analysis.schema.json"
 
 
@@ -37,6 +40,9 @@ class CallInfo(BaseModel):
     tenant: str
     external_id: str
     category: str | None = None
+    category_source: Literal["crm", "classified", "default"] = Field(
+        "crm", description="crm: given with the call; classified: from the transcript"
+    )
     operator: str | None = None
     started_at: datetime | None = None
     audio: AudioInfo
@@ -58,8 +64,10 @@ class TranscriptOut(BaseModel):
 class CriterionScore(BaseModel):
     id: str
     name: str
-    score: int
-    weight: float = Field(description="normalised weight, the weights sum to 1")
+    score: int | None = Field(description="null = N/A: left out of the total")
+    weight: float = Field(
+        description="normalised weight among the criteria that apply (they sum to 1); 0 if N/A"
+    )
     rationale: str
     evidence: list[Evidence]
 
@@ -81,13 +89,27 @@ class TokenUsage(BaseModel):
     total: int = Field(ge=0)
 
 
+class EvidenceCheck(BaseModel):
+    quotes: int = Field(ge=0, description="evidence and pattern quotes checked")
+    verified: int = Field(
+        ge=0,
+        description="quotes found, as whole words, said by the cited speaker near the cited time",
+    )
+
+
 class ScoringInfo(BaseModel):
     scorer: Literal["rules", "llm"]
     model: str | None
     prompt_version: str
     preset: str
+    variant: str = Field("control", description="A/B variant of the preset, 'control' if none")
     tokens: TokenUsage
     cost_usd: float = Field(ge=0)
+    cost_known: bool = Field(
+        True, description="false: a model without a price (cost_usd then counts nothing for it)"
+    )
+    evidence: EvidenceCheck = EvidenceCheck(quotes=0, verified=0)
+    redacted: bool = Field(False, description="PII was masked in the transcript before scoring")
     latency_ms: float = Field(ge=0)
     attempts: int = Field(ge=1)
     valid: bool
@@ -95,7 +117,9 @@ class ScoringInfo(BaseModel):
 
 
 class AnalysisRecord(BaseModel):
-    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    # Records stored before 2.0 still load (readers show what they have); every new
+    # record is 2.0.
+    schema_version: Literal["1.0", "2.0"] = SCHEMA_VERSION
     call: CallInfo
     transcript: TranscriptOut
     metrics: ConversationMetrics
@@ -111,8 +135,10 @@ class AnalysisRecord(BaseModel):
 
 
 def weakest_index(criteria: list[dict]) -> int:
-    """Position of the lowest score; among equal scores, the heaviest criterion counts."""
-    return min(range(len(criteria)), key=lambda i: (criteria[i]["score"], -criteria[i]["weight"]))
+    """Position of the lowest score; among equal scores, the heaviest criterion counts.
+    N/A criteria are never the weakest."""
+    scored = [i for i, c in enumerate(criteria) if c["score"] is not None] or [0]
+    return min(scored, key=lambda i: (criteria[i]["score"], -criteria[i]["weight"]))
 
 
 def build_record(
@@ -124,15 +150,18 @@ def build_record(
     outcome: ScoringOutcome,
     preset: Preset,
     category: str | None = None,
+    category_source: str = "crm",
     operator: str | None = None,
     started_at: datetime | None = None,
+    variant: str = "control",
+    redacted: bool = False,
 ) -> AnalysisRecord:
     """Assemble the record from a valid scoring outcome; the total is computed here."""
     if outcome.output is None:
         raise ValueError("build_record needs a valid scoring outcome")
-    weights = normalized_weights(preset)
     names = {c.id: c.name for c in preset.criteria}
     by_id = {c.id: c for c in outcome.output.criteria}
+    weights = normalized_weights(preset, {cid: r.score for cid, r in by_id.items()})
     criteria = [
         CriterionScore(
             id=cid,
@@ -145,11 +174,17 @@ def build_record(
         for cid in preset.criterion_ids
     ]
     prompt_tokens, completion_tokens = outcome.prompt_tokens, outcome.completion_tokens
+    tally = evidence_tally(
+        [c.model_dump() for c in outcome.output.criteria],
+        [p.model_dump() for p in outcome.output.patterns],
+        diarized.segments,
+    )
     return AnalysisRecord(
         call=CallInfo(
             tenant=tenant,
             external_id=external_id,
             category=category,
+            category_source=category_source,
             operator=operator,
             started_at=started_at,
             audio=AudioInfo(
@@ -182,12 +217,16 @@ def build_record(
             model=outcome.model,
             prompt_version=outcome.prompt_version,
             preset=preset.id,
+            variant=variant,
             tokens=TokenUsage(
                 prompt=prompt_tokens,
                 completion=completion_tokens,
                 total=prompt_tokens + completion_tokens,
             ),
             cost_usd=outcome.cost_usd,
+            cost_known=outcome.cost_known,
+            evidence=EvidenceCheck(quotes=tally.quotes, verified=tally.verified),
+            redacted=redacted,
             latency_ms=outcome.latency_ms,
             attempts=len(outcome.attempts),
             valid=True,

@@ -16,6 +16,7 @@ from typing import Any
 from callqa.calls.record import AnalysisRecord, build_record, published_schema
 from callqa.config.models import Preset, Tenant
 from callqa.errors import AudioError, ScoringError
+from callqa.privacy.redaction import redact_attempts, redact_transcript, redactor_for
 from callqa.scoring.base import Scorer
 from callqa.scoring.outcome import ScoringOutcome
 from callqa.scoring.validation import business_rule_violations, schema_errors
@@ -87,11 +88,14 @@ class RecordProblems:
 def validate_record(record: dict, preset: Preset) -> RecordProblems:
     """The published JSON schema, then the business rules, on the record as it is stored."""
     scores = record.get("scores", {})
-    text = "\n".join(s.get("text", "") for s in record.get("transcript", {}).get("segments", []))
     return RecordProblems(
         schema=schema_errors(record, published_schema()),
         rules=business_rule_violations(
-            scores.get("criteria", []), preset, text, total=scores.get("total", -1)
+            scores.get("criteria", []),
+            preset,
+            record.get("transcript", {}).get("segments", []),
+            total=scores.get("total", -1),
+            patterns=record.get("patterns", []),
         ),
     )
 
@@ -120,7 +124,12 @@ def analyze_recording(
     if not transcript.segments:
         raise AudioError(f"{label}: no speech found in {decoded.probe.duration_s:.1f} s of audio")
     diarized = diarize(transcript, tenant)
+    redact = redactor_for(tenant)
+    if redact:  # as in the assets: no PII reaches the scorer or the record
+        diarized = redact_transcript(diarized, redact)
     outcome = score(diarized, preset, category, scorer)
+    if redact:
+        redact_attempts(outcome.attempts, redact)
     require_valid(outcome, label)
     record = assemble(
         tenant=tenant.id,
@@ -130,6 +139,7 @@ def analyze_recording(
         outcome=outcome,
         preset=preset,
         category=category,
+        redacted=redact is not None,
     )
     problems = validate_record(record.model_dump(mode="json"), preset)
     if not problems.ok:

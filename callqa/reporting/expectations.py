@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from callqa.config.models import Scale
@@ -43,8 +44,12 @@ def _validate(gx, context, name: str, frame, expectations) -> ExpectationReport:
 
 
 def validate_aggregates(
-    call_rows: list[dict], criterion_rows: list[dict], scale: Scale
+    call_rows: list[dict],
+    criterion_rows: list[dict],
+    scale: Scale,
+    pattern_rows: Sequence[dict] = (),
 ) -> ExpectationReport:
+    """Run the suites of the three aggregate tables over the rows about to be published."""
     # Keep great-expectations offline (no usage statistics) and out of the run logs.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
@@ -79,7 +84,18 @@ def validate_aggregates(
                     e.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1)
                     for c in ("mean_operator_talk_share", "mean_silence_ratio")
                 ],
-                e.ExpectColumnValuesToBeBetween(column="cost_usd", min_value=0),
+                *[
+                    e.ExpectColumnValuesToBeBetween(column=c, min_value=0)
+                    for c in ("cost_usd", "llm_cost_usd", "speech_cost_usd")
+                ],
+                e.ExpectColumnValuesToBeBetween(column="unpriced_calls", min_value=0),
+                e.ExpectColumnPairValuesAToBeGreaterThanB(
+                    column_A="calls", column_B="unpriced_calls", or_equal=True
+                ),
+                # NULL (no quotes cited that day) is allowed: the expectation skips it.
+                e.ExpectColumnValuesToBeBetween(
+                    column="mean_evidence_rate", min_value=0, max_value=1
+                ),
             ],
         )
         report.evaluated += calls.evaluated
@@ -100,4 +116,25 @@ def validate_aggregates(
         )
         report.evaluated += criteria.evaluated
         report.failures += criteria.failures
+    if pattern_rows:
+        patterns = _validate(
+            gx,
+            context,
+            "daily_pattern_aggregates",
+            pd.DataFrame(list(pattern_rows)),
+            [
+                e.ExpectCompoundColumnsToBeUnique(column_list=["day", "operator", "pattern"]),
+                *[
+                    e.ExpectColumnValuesToNotBeNull(column=c)
+                    for c in ("day", "operator", "pattern", "kind")
+                ],
+                e.ExpectColumnValuesToBeBetween(column="calls", min_value=1),
+                e.ExpectColumnPairValuesAToBeGreaterThanB(
+                    column_A="mentions", column_B="calls", or_equal=True
+                ),
+                e.ExpectColumnValuesToBeBetween(column="share_of_calls", min_value=0, max_value=1),
+            ],
+        )
+        report.evaluated += patterns.evaluated
+        report.failures += patterns.failures
     return report

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import dagster as dg
@@ -24,12 +25,18 @@ class ScorerResource(dg.ConfigurableResource):
     api_key: str | None = Field(
         None, description="Set with dg.EnvVar; unset = the provider's usual environment variable"
     )
-    timeout_s: float | None = Field(None, description="unset = the preset's")
-    response_format: Literal["json_schema", "json_object"] = Field(
-        "json_schema", description="json_object for providers without JSON-schema output"
+    timeout_s: float | None = Field(
+        None, description="Timeout of each model's request in seconds; unset = the preset's"
+    )
+    response_format: Literal["auto", "json_schema", "json_object", "none"] = Field(
+        "auto",
+        description=(
+            "auto: a strict JSON schema for models litellm knows support it, else JSON mode "
+            "or none, parsed tolerantly; json_schema / json_object / none force one"
+        ),
     )
 
-    def for_preset(self, preset: Preset) -> Scorer:
+    def for_preset(self, preset: Preset, redact: Callable[[str], str] | None = None) -> Scorer:
         return ScorerBackends(
             scorer=self.scorer,
             model=self.model,
@@ -37,4 +44,4 @@ class ScorerResource(dg.ConfigurableResource):
             api_key=self.api_key,
             timeout_s=self.timeout_s,
             response_format=self.response_format,
-        ).for_preset(preset)
+        ).for_preset(preset, redact=redact)

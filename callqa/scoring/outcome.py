@@ -17,6 +17,8 @@ class Attempt:
     completion_tokens: int = 0
     latency_ms: float = 0.0
     cost_usd: float = 0.0
+    # False when the model has no known price: its cost_usd is then 0 and says nothing.
+    cost_known: bool = True
     raw_output: str | None = None
     valid: bool = False
     error: str | None = None
@@ -33,6 +35,7 @@ class ScoringOutcome:
     output: ScorerOutput | None
     attempts: list[Attempt] = field(default_factory=list)
     note: str = ""
+    variant: str = "control"
 
     @property
     def valid(self) -> bool:
@@ -49,6 +52,10 @@ class ScoringOutcome:
     @property
     def cost_usd(self) -> float:
         return round(sum(a.cost_usd for a in self.attempts), 6)
+
+    @property
+    def cost_known(self) -> bool:
+        return all(a.cost_known for a in self.attempts)
 
     @property
     def latency_ms(self) -> float:

@@ -96,6 +96,9 @@ transcripts = sa.Table(
     sa.Column("language", sa.String(16)),
     sa.Column("word_count", sa.Integer, nullable=False),
     sa.Column("data", JSONType, nullable=False),
+    sa.Column(
+        "cost_usd", sa.Float, doc="speech-to-text cost (stt rows): API list price, 0 on-site"
+    ),
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.UniqueConstraint("tenant", "external_id", "stage"),
 )
@@ -112,14 +115,111 @@ analyses = sa.Table(
     sa.Column("prompt_version", sa.String(32), nullable=False),
     sa.Column("scorer", sa.String(16), nullable=False),
     sa.Column("model", sa.String(200)),
+    sa.Column("variant", sa.String(64), nullable=False, server_default="control"),
     sa.Column("total", sa.Float, nullable=False),
     sa.Column("weakest_criterion", sa.String(64), nullable=False),
     sa.Column("summary", sa.Text, nullable=False),
     sa.Column("cost_usd", sa.Float, nullable=False),
+    sa.Column("evidence_rate", sa.Float, doc="share of quotes verified; NULL if none cited"),
     sa.Column("record", JSONType, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.UniqueConstraint("tenant", "external_id"),
     sa.Index(None, "tenant", "call_day"),
+)
+
+# Every result a call was ever scored to, valid or not, one row per (prompt version,
+# variant, scorer, model): re-scoring with a new preset keeps the older results queryable
+# by version, and an invalid final result is kept with its errors (it never reaches
+# `analyses` or the aggregates).
+analysis_versions = sa.Table(
+    "analysis_versions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    *_call_columns(),
+    sa.Column("preset", sa.String(64), nullable=False),
+    sa.Column("prompt_version", sa.String(32), nullable=False),
+    sa.Column("variant", sa.String(64), nullable=False),
+    sa.Column("scorer", sa.String(16), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("valid", sa.Boolean, nullable=False),
+    sa.Column("total", sa.Float, doc="NULL when invalid"),
+    sa.Column("errors", sa.Text, doc="why the result is invalid; NULL when valid"),
+    sa.Column("record", JSONType, doc="the analysis record; NULL when invalid"),
+    sa.Column("evidence_quotes", sa.Integer, nullable=False),
+    sa.Column("evidence_verified", sa.Integer, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("cost_usd", sa.Float, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("scored_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("tenant", "external_id", "prompt_version", "variant", "scorer", "model"),
+    sa.Index(None, "tenant", "preset", "variant"),
+)
+
+call_patterns = sa.Table(
+    "call_patterns",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    *_call_columns(),
+    sa.Column("pattern", sa.String(64), nullable=False, doc="pattern id from the preset"),
+    sa.Column("kind", sa.String(16), nullable=False, doc="objection, competitor, intent, ..."),
+    sa.Column("speaker", sa.String(16), nullable=False),
+    sa.Column("quote", sa.Text, nullable=False),
+    sa.Column("start_s", sa.Float, nullable=False),
+    sa.Index(None, "tenant", "external_id"),
+)
+
+human_grades = sa.Table(
+    "human_grades",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    *_call_columns(),
+    sa.Column("criterion", sa.String(64), nullable=False),
+    sa.Column("grader", sa.String(128), nullable=False),
+    sa.Column("score", sa.Integer, doc="NULL = the grader marked it N/A"),
+    sa.Column("loaded_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("tenant", "external_id", "criterion", "grader"),
+)
+
+grader_agreement = sa.Table(
+    "grader_agreement",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("comparison", sa.String(16), nullable=False, doc="model-human or human-human"),
+    sa.Column("preset", sa.String(64), nullable=False),
+    sa.Column("prompt_version", sa.String(32), nullable=False, doc="'*' for human-human"),
+    sa.Column("variant", sa.String(64), nullable=False, doc="'*' for human-human"),
+    sa.Column("criterion", sa.String(64), nullable=False, doc="'*' = all criteria pooled"),
+    sa.Column("pairs", sa.Integer, nullable=False),
+    sa.Column("exact", sa.Float),
+    sa.Column("within_one", sa.Float),
+    sa.Column("qwk", sa.Float, doc="quadratic-weighted Cohen's kappa"),
+    sa.Column("spearman", sa.Float),
+    sa.Column("bias", sa.Float, doc="mean (model or first grader) minus mean (human)"),
+    sa.Column("computed_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("tenant", "comparison", "preset", "prompt_version", "variant", "criterion"),
+)
+
+variant_comparison = sa.Table(
+    "variant_comparison",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("preset", sa.String(64), nullable=False),
+    sa.Column("prompt_version", sa.String(32), nullable=False),
+    sa.Column("variant", sa.String(64), nullable=False),
+    sa.Column("calls", sa.Integer, nullable=False, doc="calls scored (valid or not)"),
+    sa.Column("valid_rate", sa.Float, nullable=False),
+    sa.Column("mean_total", sa.Float),
+    sa.Column("std_total", sa.Float),
+    sa.Column("p10_total", sa.Float),
+    sa.Column("p90_total", sa.Float),
+    sa.Column("mean_latency_ms", sa.Float, nullable=False),
+    sa.Column("mean_cost_usd", sa.Float, nullable=False),
+    sa.Column("evidence_rate", sa.Float),
+    sa.Column("computed_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("tenant", "preset", "prompt_version", "variant"),
 )
 
 criterion_scores = sa.Table(
@@ -167,6 +267,16 @@ daily_aggregates = sa.Table(
     sa.Column("max_total", sa.Float, nullable=False),
     sa.Column("audio_s", sa.Float, nullable=False),
     sa.Column("cost_usd", sa.Float, nullable=False),
+    sa.Column("llm_cost_usd", sa.Float, nullable=False, server_default="0"),
+    sa.Column("speech_cost_usd", sa.Float, nullable=False, server_default="0"),
+    sa.Column(
+        "unpriced_calls",
+        sa.Integer,
+        nullable=False,
+        server_default="0",
+        doc="calls whose cost is not fully known: an LLM or speech model without a price",
+    ),
+    sa.Column("mean_evidence_rate", sa.Float),
     sa.Column("mean_operator_talk_share", sa.Float, nullable=False),
     sa.Column("mean_silence_ratio", sa.Float, nullable=False),
     sa.Column("interruptions", sa.Integer, nullable=False),
@@ -186,6 +296,22 @@ daily_criterion_aggregates = sa.Table(
     sa.Column("mean_score", sa.Float, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.UniqueConstraint("tenant", "day", "operator", "criterion"),
+)
+
+daily_pattern_aggregates = sa.Table(
+    "daily_pattern_aggregates",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("operator", sa.String(128), nullable=False, doc="'*' = all operators"),
+    sa.Column("pattern", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("calls", sa.Integer, nullable=False, doc="calls in which it was found"),
+    sa.Column("mentions", sa.Integer, nullable=False),
+    sa.Column("share_of_calls", sa.Float, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("tenant", "day", "operator", "pattern"),
 )
 
 crm_pushbacks = sa.Table(

@@ -1,11 +1,12 @@
 """The analyst views, described (with column types) for Python readers.
 
-Migration 0002 creates the views (its SQL, per dialect, is frozen there);
-docs/data-dictionary.md documents every column. These `Table` objects live in their own
-`MetaData`, so `create_all` and Alembic's autogenerate never treat them as tables; a test
-keeps them in step with the views in the database. Select from them like from any table:
-`sa.select(views.call_scores).where(views.call_scores.c.tenant == tenant)`; the types make
-SQLite hand back dates and booleans as PostgreSQL does (its datetimes come back naive, in UTC).
+Migration 0002 creates the views (its SQL, per dialect, is frozen there; 0004 and 0005
+re-create some of them); docs/data-dictionary.md documents every column. These `Table`
+objects live in their own `MetaData`, so `create_all` and Alembic's autogenerate never
+treat them as tables; a test keeps them in step with the views in the database. Select
+from them like from any table: `sa.select(views.call_scores).where(views.call_scores.c.tenant
+== tenant)`; the types make SQLite hand back dates and booleans as PostgreSQL does (its
+datetimes come back naive, in UTC).
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ call_scores = sa.Table(
     _text("scorer"),
     _text("model"),
     _text("prompt_version"),
+    _text("variant"),
     sa.Column("duration_s", sa.Float),
     sa.Column("total", sa.Float),
+    sa.Column("evidence_rate", sa.Float),
     *(sa.Column(c, sa.Integer) for c in WIDE_CRITERIA),
     _text("weakest_criterion"),
     _text("status"),

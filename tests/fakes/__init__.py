@@ -122,13 +122,16 @@ class FakeLLM(LoopbackServer):
     """An OpenAI-compatible /v1/chat/completions endpoint with scripted replies.
 
     Each queued item in `replies` is a string (the assistant message content), a tuple
-    (http_status, body_dict[, headers]) for error responses, or a `Reply`. Every request
-    body, its headers and its arrival time (`time.monotonic()`) are recorded. With the
-    queue empty, it answers 500.
+    (http_status, body_dict[, headers]) for error responses, a `Reply`, or a callable
+    that computes one of those from the request body (a fake "model" that reads what it
+    is sent). Every request body, its headers and its arrival time (`time.monotonic()`)
+    are recorded. With the queue empty, `responder` answers when set (a callable as
+    above), else a 500.
     """
 
     def __init__(self) -> None:
         self.replies: list = []
+        self.responder = None
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self.times: list[float] = []
@@ -141,11 +144,13 @@ class FakeLLM(LoopbackServer):
                 fake.requests.append(body)
                 fake.headers.append(dict(self.headers))
                 fake.times.append(time.monotonic())
-                reply = (
-                    _as_reply(fake.replies.pop(0))
-                    if fake.replies
-                    else Reply.error(500, "no scripted reply left")
-                )
+                if fake.replies:
+                    item = fake.replies.pop(0)
+                elif fake.responder is not None:
+                    item = fake.responder
+                else:
+                    item = Reply.error(500, "no scripted reply left")
+                reply = _as_reply(item(body) if callable(item) else item)
                 if reply.delay_s and fake.closing.wait(reply.delay_s):
                     return  # the fake is shutting down; nobody waits for this answer
                 payload = reply.body if reply.content is None else fake.completion(body, reply)
