@@ -7,7 +7,7 @@ row counts (`dagster/row_count` is the tenant's rows in `daily_aggregates` as pu
 and a preview of the first rows.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 import sqlalchemy as sa
@@ -128,18 +128,42 @@ def _cell(value: object) -> str:
     return str(value).replace("|", "\\|")
 
 
-def build_tenant_aggregates(tenant_ids: list[str]) -> dg.AssetsDefinition:
-    """The aggregates asset, partitioned by the tenants configured when the code loads."""
-    partitions_def = tenant_partitions(tenant_ids)
+def tenant_table_asset(
+    fn,
+    *,
+    name: str,
+    tenant_ids: list[str],
+    kinds: set[str],
+    metadata: dict,
+    description: str,
+    check_specs: Sequence[dg.AssetCheckSpec] = (),
+    partitions_def: dg.PartitionsDefinition | None = None,
+) -> dg.AssetsDefinition:
+    """A per-tenant analytics table rebuilt from every scored call of the tenant (read back
+    from the warehouse), partitioned by the tenants configured when the code loads."""
     return dg.asset(
-        name=TENANT_DAILY_AGGREGATES,
-        partitions_def=partitions_def,
+        name=name,
+        partitions_def=partitions_def or tenant_partitions(tenant_ids),
         group_name="aggregates",
         owners=OWNERS,
         tags={"domain": "analytics"},
-        kinds={"sql", "pandas", "great-expectations"},
-        # Built from every scored call of the tenant, read back from the warehouse.
+        kinds=kinds,
         deps=[dg.AssetDep("scored_analysis", partition_mapping=dg.AllPartitionMapping())],
+        check_specs=list(check_specs),
+        metadata=metadata,
+        description=description,
+    )(fn)
+
+
+def build_tenant_aggregates(tenant_ids: list[str]) -> dg.AssetsDefinition:
+    """The aggregates asset, partitioned by the tenants configured when the code loads."""
+    partitions_def = tenant_partitions(tenant_ids)
+    return tenant_table_asset(
+        tenant_daily_aggregates,
+        name=TENANT_DAILY_AGGREGATES,
+        tenant_ids=tenant_ids,
+        partitions_def=partitions_def,
+        kinds={"sql", "pandas", "great-expectations"},
         check_specs=[
             checks.spec(
                 AGGREGATES_EXPECTATIONS,
@@ -182,7 +206,7 @@ def build_tenant_aggregates(tenant_ids: list[str]) -> dg.AssetsDefinition:
             "safe; `tenant_aggregates_sensor` rebuilds a tenant when any of its analyses "
             "changed."
         ),
-    )(tenant_daily_aggregates)
+    )
 
 
 def tenant_scale(registry: Registry, tenant: str) -> Scale:

@@ -3,9 +3,7 @@
 
 import dagster as dg
 
-from callqa.assets.aggregates import table_schema
-from callqa.assets.calls import OWNERS
-from callqa.assets.partitions import tenant_partitions
+from callqa.assets.aggregates import table_schema, tenant_table_asset
 from callqa.config.registry import default_registry
 from callqa.evaluation.agreement import HUMAN_HUMAN, MODEL_HUMAN, agreement_rows
 from callqa.resources import WarehouseResource
@@ -36,15 +34,11 @@ COLUMN_DESCRIPTIONS = {
 
 def build_grader_agreement(tenant_ids: list[str]) -> dg.AssetsDefinition:
     """The agreement asset, partitioned by the tenants configured when the code loads."""
-    return dg.asset(
+    return tenant_table_asset(
+        grader_agreement,
         name=GRADER_AGREEMENT,
-        partitions_def=tenant_partitions(tenant_ids),
-        group_name="aggregates",
-        owners=OWNERS,
-        tags={"domain": "analytics"},
+        tenant_ids=tenant_ids,
         kinds={"sql", "pandas"},
-        # Compares every valid result of the tenant's calls, read back from the warehouse.
-        deps=[dg.AssetDep("scored_analysis", partition_mapping=dg.AllPartitionMapping())],
         metadata={
             "dagster/table_name": "grader_agreement",
             "dagster/column_schema": table_schema(t.grader_agreement, COLUMN_DESCRIPTIONS),
@@ -58,7 +52,7 @@ def build_grader_agreement(tenant_ids: list[str]) -> dg.AssetsDefinition:
             "call. N/A pairs are left out. Written to the `grader_agreement` table in one "
             "transaction; re-run it after loading grades or re-scoring."
         ),
-    )(grader_agreement)
+    )
 
 
 def _call_presets(registry, tenant_id: str, known: dict[str, dict]) -> dict[str, str]:

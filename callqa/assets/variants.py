@@ -2,9 +2,7 @@
 
 import dagster as dg
 
-from callqa.assets.aggregates import table_schema
-from callqa.assets.calls import OWNERS
-from callqa.assets.partitions import tenant_partitions
+from callqa.assets.aggregates import table_schema, tenant_table_asset
 from callqa.reporting.variants import compare_variants, comparison_markdown
 from callqa.resources import WarehouseResource
 from callqa.storage import tables as t
@@ -32,15 +30,11 @@ COLUMN_DESCRIPTIONS = {
 
 def build_variant_comparison(tenant_ids: list[str]) -> dg.AssetsDefinition:
     """The comparison asset, partitioned by the tenants configured when the code loads."""
-    return dg.asset(
+    return tenant_table_asset(
+        variant_comparison,
         name=VARIANT_COMPARISON,
-        partitions_def=tenant_partitions(tenant_ids),
-        group_name="aggregates",
-        owners=OWNERS,
-        tags={"domain": "analytics"},
+        tenant_ids=tenant_ids,
         kinds={"sql", "python"},
-        # Built from every result of the tenant's calls, read back from the warehouse.
-        deps=[dg.AssetDep("scored_analysis", partition_mapping=dg.AllPartitionMapping())],
         metadata={
             "dagster/table_name": "variant_comparison",
             "dagster/column_schema": table_schema(t.variant_comparison, COLUMN_DESCRIPTIONS),
@@ -52,7 +46,7 @@ def build_variant_comparison(tenant_ids: list[str]) -> dg.AssetsDefinition:
             "verification rate. Built from `analysis_versions` (every result, invalid ones "
             "included) into the `variant_comparison` table, swapped in one transaction."
         ),
-    )(variant_comparison)
+    )
 
 
 def variant_comparison(
