@@ -138,6 +138,33 @@ def test_blocking_coverage_check_stops_downstream(tmp_path, good_call):
 
 @pytest.mark.model
 @pytest.mark.slow
+def test_a_silent_customer_channel_is_seen_by_the_check_and_said_by_the_score(tmp_path, good_call):
+    """A stereo recording whose customer channel is dead: the operator alone 'asks four
+    questions'. The roles check fails (a warning: the call is still scored) and the score
+    says the customer never spoke, in the record and at the head of the summary."""
+    db_url = f"sqlite:///{tmp_path / 'wh.db'}"
+    left = decode_file(DEMO_CALLS / good_call["file"]).channels[0]
+    path = write_wav(tmp_path / "one-sided.wav", [left, np.zeros_like(left)])
+    wh, key = stage(db_url, path, "one-sided-1")
+    result = materialize_call(ALL_STAGES, key, db_url, tmp_path, dg.DagsterInstance.ephemeral())
+    roles = checks_by_name(result)["both_roles_present"]
+    assert not roles.passed
+    assert roles.severity == dg.AssetCheckSeverity.WARN
+    assert roles.metadata["never_spoke"].value == "customer"
+    assert result.success  # scored, with the caveat
+    record = wh.analysis("demo", "one-sided-1")
+    assert record["schema_version"] == "2.1"
+    assert record["transcript"]["warnings"] == [
+        "the customer never speaks (one-sided recording: its channel has no speech): "
+        "criteria that depend on the conversation cannot be judged"
+    ]
+    assert record["summary"].startswith("Caution: The customer never speaks")
+    assert {s["speaker"] for s in record["transcript"]["segments"]} == {"operator"}
+    wh.dispose()
+
+
+@pytest.mark.model
+@pytest.mark.slow
 def test_analysis_failing_a_blocking_check_is_not_published(tmp_path, good_call):
     """Validate, then publish: a record that fails `analysis_business_rules` is not stored
     as an analysis, so it cannot reach the aggregates; the call is failed with the reason."""

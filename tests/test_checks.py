@@ -195,9 +195,7 @@ def test_coverage_fails_when_no_speech_was_detected():
 def test_roles_pass_when_each_speaking_role_is_in_the_transcript():
     result = checks.check_roles(_diarized(), {"operator": 4.0, "customer": 3.5})
     assert result.passed
-    # A customer who only coughed (< 1 s) need not appear.
-    alone = checks.check_roles(_diarized(roles=("operator",)), {"operator": 4, "customer": 0.5})
-    assert alone.passed
+    assert _meta(result, "never_spoke") == "none"
 
 
 @pytest.mark.parametrize(
@@ -215,6 +213,21 @@ def test_roles_fail_when_a_speaking_role_is_missing(method, severity):
     assert _meta(result, "missing") == "customer"
     assert result.description == "no transcript lines for role(s) that spoke: customer"
     assert _meta(result, "roles_in_transcript") == "operator"
+
+
+@pytest.mark.parametrize("customer_speech_s", [0.0, 0.5])
+def test_roles_fail_as_a_warning_when_a_channel_never_speaks(customer_speech_s):
+    """A dead customer channel (or one that only clicked) is a one-sided call: the check
+    sees it, without blocking the score, which says so itself."""
+    diarized = _diarized(roles=("operator",))
+    result = checks.check_roles(diarized, {"operator": 4.0, "customer": customer_speech_s})
+    assert not result.passed
+    assert result.severity == dg.AssetCheckSeverity.WARN
+    assert _meta(result, "never_spoke") == "customer"
+    assert _meta(result, "missing") == "none"
+    assert result.description == (
+        "the customer never speaks (one-sided recording: its channel has no speech)"
+    )
 
 
 # analysis schema --------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from callqa.config.models import Preset
 from callqa.scoring.validation import schema_errors
 from callqa.speech.audio import AudioProbe
 from callqa.speech.diarization import DiarizedTranscript
+from callqa.speech.quality import silence_reason, silent_roles
 from callqa.speech.transcript import Transcript, covered_seconds
 
 RECORDING_DECODABLE = "recording_decodable"
@@ -44,9 +45,11 @@ DESCRIPTIONS = {
         "wrong call."
     ),
     BOTH_ROLES_PRESENT: (
-        "Every role that spoke (at least 1 s of speech on its channel) appears in the "
-        "diarized transcript. Blocking for stereo recordings, where the channel map says who "
-        "is who; a warning only for mono recordings, where the pause heuristic cannot know."
+        "Both operator and customer speak in the diarized transcript. Blocking when a stereo "
+        "channel with speech (at least 1 s) left no transcript line: speech-to-text lost a "
+        "party the channel map identifies. A warning when a role never spoke (a silent "
+        "channel, one voice in a mono call) or the mono role decision has low confidence: "
+        "the call is scored and its record and summary carry the caveat."
     ),
     ANALYSIS_MATCHES_SCHEMA: (
         "The analysis record validates against the published JSON schema "
@@ -172,23 +175,37 @@ def check_transcript_coverage(
 def check_roles(
     diarized: DiarizedTranscript, speech_s_by_role: dict[str, float]
 ) -> dg.AssetCheckResult:
-    spoke = {role for role, secs in speech_s_by_role.items() if secs >= MIN_SPEECH_S}
+    """Both roles must speak. A role whose audio has speech but no transcript line was lost
+    by speech-to-text (blocking on stereo, where the channel says who it is); a role that
+    never spoke (a dead channel, one voice in a mono call) fails as a warning: the call is
+    still scored and its record and summary say the conversation was one-sided."""
     present = diarized.roles_present()
-    missing = sorted(spoke - present)
+    lost = sorted(
+        role
+        for role, secs in speech_s_by_role.items()
+        if secs >= MIN_SPEECH_S and role not in present
+    )
+    never = [r for r in silent_roles(diarized) if r not in lost]
+    problems = [f"no transcript lines for role(s) that spoke: {', '.join(lost)}"] if lost else []
+    problems += [f"the {role} never speaks ({silence_reason(diarized)})" for role in never]
+    stereo = diarized.method.startswith("stereo")
     return _result(
         BOTH_ROLES_PRESENT,
-        f"no transcript lines for role(s) that spoke: {', '.join(missing)}" if missing else None,
+        "; ".join(problems) or None,
         {
-            "roles_with_speech": ", ".join(sorted(spoke)) or "none",
+            "roles_with_speech": ", ".join(
+                sorted(r for r, secs in speech_s_by_role.items() if secs >= MIN_SPEECH_S)
+            )
+            or "none",
             "roles_in_transcript": ", ".join(sorted(present)) or "none",
-            "missing": ", ".join(missing) or "none",
+            "missing": ", ".join(lost) or "none",
+            "never_spoke": ", ".join(never) or "none",
             "method": diarized.method,
         },
         f"roles in the transcript: {', '.join(sorted(present)) or 'none'} ({diarized.method})",
-        # A mono heuristic cannot know who spoke: warn instead of blocking the call.
-        severity=dg.AssetCheckSeverity.ERROR
-        if diarized.method.startswith("stereo")
-        else dg.AssetCheckSeverity.WARN,
+        # Only a stereo channel that spoke but left no transcript blocks: speech-to-text
+        # lost a party the channel map identifies. Everything else is scored, with caveats.
+        severity=dg.AssetCheckSeverity.ERROR if stereo and lost else dg.AssetCheckSeverity.WARN,
     )
 
 

@@ -21,10 +21,12 @@ from callqa.scoring.rubric import normalized_weights, weighted_total
 from callqa.scoring.validation import evidence_tally
 from callqa.speech.audio import AudioProbe
 from callqa.speech.diarization import ConversationMetrics, DiarizedTranscript
+from callqa.speech.quality import speech_warnings
 
 # 2.0: N/A criteria (score null), evidence and patterns name their speaker, scoring info
 # records the A/B variant, evidence verification, redaction and whether cost is known.
-SCHEMA_VERSION = "2.0"
+# 2.1: the transcript carries its speech warnings (a role that never spoke, ...).
+SCHEMA_VERSION = "2.1"
 SCHEMA_PATH = Path(__file__).parents[1] / "schemas" / "analysis.schema.json"
 
 
@@ -59,6 +61,11 @@ class TranscriptOut(BaseModel):
     language: str | None
     diarization: str
     segments: list[TranscriptSegment]
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="caveats on the speech the scores rest on (e.g. a role that never "
+        "speaks); the summary opens with them",
+    )
 
 
 class CriterionScore(BaseModel):
@@ -117,9 +124,9 @@ class ScoringInfo(BaseModel):
 
 
 class AnalysisRecord(BaseModel):
-    # Records stored before 2.0 still load (readers show what they have); every new
+    # Records stored before 2.1 still load (readers show what they have); every new
     # record is 2.0.
-    schema_version: Literal["1.0", "2.0"] = SCHEMA_VERSION
+    schema_version: Literal["1.0", "2.0", "2.1"] = SCHEMA_VERSION
     call: CallInfo
     transcript: TranscriptOut
     metrics: ConversationMetrics
@@ -174,6 +181,7 @@ def build_record(
         for cid in preset.criterion_ids
     ]
     prompt_tokens, completion_tokens = outcome.prompt_tokens, outcome.completion_tokens
+    warnings = speech_warnings(diarized)
     tally = evidence_tally(
         [c.model_dump() for c in outcome.output.criteria],
         [p.model_dump() for p in outcome.output.patterns],
@@ -202,6 +210,7 @@ def build_record(
                 TranscriptSegment(start=s.start, end=s.end, speaker=s.speaker, text=s.text)
                 for s in diarized.segments
             ],
+            warnings=warnings,
         ),
         metrics=diarized.metrics,
         scores=Scores(
@@ -211,7 +220,7 @@ def build_record(
         ),
         patterns=outcome.output.patterns,
         recommendations=outcome.output.recommendations,
-        summary=outcome.output.summary,
+        summary=_with_caveats(outcome.output.summary, warnings),
         scoring=ScoringInfo(
             scorer=outcome.scorer,
             model=outcome.model,
@@ -233,6 +242,15 @@ def build_record(
             note=outcome.note,
         ),
     )
+
+
+def _with_caveats(summary: str, warnings: list[str]) -> str:
+    """The summary a manager reads in the CRM card: a score resting on a one-sided call
+    says so first."""
+    if not warnings:
+        return summary
+    caveats = "; ".join(w[0].upper() + w[1:] for w in warnings)
+    return f"Caution: {caveats}. {summary}"
 
 
 def generated_schema() -> dict:

@@ -4,7 +4,7 @@ Each analysis records its preset, prompt version (a content hash of the preset: 
 anchors, prompt, model, variants), scorer and model. The `scored_analysis` asset's code
 version is a hash of all of them together, so changing any preset shows scored calls as
 stale in the Dagster UI (code version changed); `stale_calls` names exactly the calls
-whose own preset changed, which is what `callqa rescore --stale` re-scores.
+whose own preset changed, which is what `callqa backfill --stale` re-scores.
 """
 
 from __future__ import annotations
