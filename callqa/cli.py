@@ -82,7 +82,7 @@ def analyze_path(
 ):
     """One local recording through the per-call service, with the backends the Dagster
     assets would use for it: the same settings, resources and preset choices."""
-    from callqa.calls.backends import backends_from_settings
+    from callqa.calls.backends import backends_from_settings, diarization_backends_from_settings
     from callqa.calls.keys import external_id_from_name
     from callqa.calls.service import analyze_recording
     from callqa.config.registry import default_registry
@@ -90,7 +90,8 @@ def analyze_path(
 
     if not path.is_file():
         raise AudioError(f"{path}: {'not a regular file' if path.exists() else 'file not found'}")
-    speech, scoring = backends_from_settings(config or settings.load_settings())
+    config = config or settings.load_settings()
+    speech, scoring = backends_from_settings(config)
     registry = default_registry()
     preset = registry.preset_for(tenant, category)
     return analyze_recording(
@@ -101,7 +102,9 @@ def analyze_path(
         external_id=external_id_from_name(path.stem),
         stt=speech.for_preset(preset.speech),
         scorer=scoring.for_preset(preset),
+        diarization_backends=diarization_backends_from_settings(config),
         category=category,
+        max_duration_s=config.max_audio_s,
     )
 
 

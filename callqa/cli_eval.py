@@ -301,8 +301,11 @@ def cmd_grades_load(args: argparse.Namespace) -> int:
 def add_parsers(sub) -> None:
     evaluate = sub.add_parser(
         "eval",
-        help="measure the scorer against human graders on the shipped labelled set",
-        description="Evaluate scoring against human scores (see `eval scoring -h`).",
+        help="measure the scorer against human graders, or speech on a labelled speech set",
+        description=(
+            "Evaluate scoring against human scores (see `eval scoring -h`), or speech "
+            "recognition and diarization on labelled audio (see `eval speech -h`)."
+        ),
     )
     eval_actions = evaluate.add_subparsers(dest="eval_action", required=True, metavar="ACTION")
     scoring = eval_actions.add_parser(
@@ -333,6 +336,9 @@ def add_parsers(sub) -> None:
     )
     scoring.add_argument("--json", action="store_true", help="print the figures as JSON")
     scoring.set_defaults(func=cmd_eval_scoring)
+    from callqa.cli_speech_eval import add_parser as add_speech_parser
+
+    add_speech_parser(eval_actions)
 
     grades = sub.add_parser(
         "grades",

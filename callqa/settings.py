@@ -47,6 +47,11 @@ CALLS_PER_RUN_ENV = "CALLQA_CALLS_PER_RUN"
 CALL_SLOTS_ENV = "CALLQA_CALL_SLOTS"
 WHISPER_THREADS_ENV = "CALLQA_WHISPER_THREADS"
 WHISPER_BATCH_SIZE_ENV = "CALLQA_WHISPER_BATCH_SIZE"
+WHISPER_DOWNLOAD_ENV = "CALLQA_WHISPER_DOWNLOAD"
+MAX_AUDIO_ENV = "CALLQA_MAX_AUDIO_S"
+DIARIZATION_ENV = "CALLQA_DIARIZATION"
+PYANNOTE_MODEL_ENV = "CALLQA_PYANNOTE_MODEL"
+PYANNOTE_TOKEN_ENV = "CALLQA_PYANNOTE_TOKEN"
 
 Deployment = Literal["local", "production"]
 
@@ -73,6 +78,10 @@ class Settings(BaseModel):
     has_stt_api_base: bool = False
     has_stt_api_key: bool = False
     stt_api_model: str | None = None
+    # Who spoke when, for every preset (auto: channel for stereo, embedding for mono).
+    diarization: Literal["auto", "channel", "embedding", "pyannote", "pause"] | None = None
+    pyannote_model: str | None = None  # a local pipeline folder or config.yaml
+    has_pyannote_token: bool = False
     # Scale: how calls are grouped into runs and how runs share this host's cores.
     executor: Literal["in_process", "multiprocess", "celery"] = "in_process"
     # CALLQA_EXECUTOR=celery: the broker and result backend URLs may hold a password, so
@@ -85,6 +94,11 @@ class Settings(BaseModel):
     call_slots: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     whisper_threads: int = Field(0, ge=0)  # 0: this host's cores shared by call_slots
     whisper_batch_size: int = Field(0, ge=0)  # >0: batched inference (a GPU wants 8-16)
+    # Models other than the bundled tiny.en load from the local Hugging Face cache only,
+    # unless downloads are allowed (CALLQA_WHISPER_DOWNLOAD=1).
+    whisper_download: bool = False
+    # Longer recordings are refused before decoding (header) or while decoding.
+    max_audio_s: float = Field(4 * 3600.0, gt=0)
 
     @property
     def effective_whisper_threads(self) -> int:
@@ -119,6 +133,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "has_stt_api_base": bool(_set(env, STT_API_BASE_ENV)),
         "has_stt_api_key": bool(_set(env, STT_API_KEY_ENV)),
         "stt_api_model": _set(env, STT_MODEL_ENV),
+        "diarization": (_set(env, DIARIZATION_ENV) or "").lower() or None,
+        "pyannote_model": _set(env, PYANNOTE_MODEL_ENV),
+        "has_pyannote_token": bool(_set(env, PYANNOTE_TOKEN_ENV)),
         "executor": (_set(env, EXECUTOR_ENV) or "in_process").lower().replace("-", "_"),
         "has_celery_broker": bool(_set(env, CELERY_BROKER_ENV)),
         "celery_broker_scheme": _url_scheme(_set(env, CELERY_BROKER_ENV)),
@@ -126,6 +143,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "calls_per_run": _set(env, CALLS_PER_RUN_ENV) or 24,
         "whisper_threads": _set(env, WHISPER_THREADS_ENV) or 0,
         "whisper_batch_size": _set(env, WHISPER_BATCH_SIZE_ENV) or 0,
+        "whisper_download": _set(env, WHISPER_DOWNLOAD_ENV) or False,
+        "max_audio_s": _set(env, MAX_AUDIO_ENV) or 4 * 3600.0,
     }
     if _set(env, CALL_SLOTS_ENV):
         raw["call_slots"] = _set(env, CALL_SLOTS_ENV)
@@ -135,11 +154,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "aggregates_interval_s": AGGREGATES_INTERVAL_ENV,
         "scorer": SCORER_ENV,
         "stt": STT_ENV,
+        "diarization": DIARIZATION_ENV,
         "executor": EXECUTOR_ENV,
         "calls_per_run": CALLS_PER_RUN_ENV,
         "call_slots": CALL_SLOTS_ENV,
         "whisper_threads": WHISPER_THREADS_ENV,
         "whisper_batch_size": WHISPER_BATCH_SIZE_ENV,
+        "whisper_download": WHISPER_DOWNLOAD_ENV,
+        "max_audio_s": MAX_AUDIO_ENV,
     }
     try:
         settings = Settings.model_validate(raw)

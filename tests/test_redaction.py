@@ -61,8 +61,22 @@ def test_transcript_and_attempts_are_masked():
     call = diarized(
         timed([("customer", "My card is 4111 1111 1111 1111."), ("operator", "Thanks, noted.")])
     )
+    from callqa.speech.transcript import Word
+
+    card = call.segments[0]
+    call.segments[0] = card.model_copy(
+        update={
+            "words": [
+                Word(start=card.start + i, end=card.start + i + 0.5, word=w)
+                for i, w in enumerate(card.text.split())
+            ]
+        }
+    )
     masked = redact_transcript(call, redact)
     assert [s.text for s in masked.segments] == ["My card is [CARD].", "Thanks, noted."]
+    # The card's digits were words with timings: none of them is left.
+    assert all(s.words == [] for s in masked.segments)
+    assert "4111" not in masked.model_dump_json()
     assert [s.start for s in masked.segments] == [s.start for s in call.segments]
     attempt = Attempt(
         attempt=1,

@@ -48,6 +48,7 @@ from callqa.scoring.cost import speech_cost
 from callqa.scoring.versions import scoring_code_version
 from callqa.speech import audio as audio_lib
 from callqa.speech.diarization import DiarizedTranscript
+from callqa.speech.quality import role_metadata
 from callqa.speech.transcript import Transcript
 from callqa.storage.warehouse import Warehouse
 
@@ -194,7 +195,9 @@ def _raw_audio(batch: _Batch, key: CallKey) -> Iterator:
         data = read_recording(
             tenant, staged["source"], staged["source_uri"], adapters=batch.adapters
         )
-        decoded = service.decode_recording(data, source_label(staged["source_uri"]))
+        decoded = service.decode_recording(
+            data, source_label(staged["source_uri"]), batch.stt.max_audio_s
+        )
     probe = decoded.probe
     batch.decoded[key.partition_key] = decoded
     uri = batch.audio_store.put(
@@ -227,6 +230,8 @@ def _raw_audio(batch: _Batch, key: CallKey) -> Iterator:
         "container": probe.container,
         "size_bytes": probe.size_bytes,
         "sha256": probe.sha256,
+        "clipped_share": probe.clipped_share,
+        "audio_warnings": "; ".join(probe.warnings) or "none",
         "audio_uri": dg.MetadataValue.url(uri),
     }
     yield from _reported(key, "raw_audio", metadata, results)
@@ -239,10 +244,11 @@ def _transcript(batch: _Batch, key: CallKey) -> Iterator:
     call = _upstream(batch, key, "transcript", "raw_audio", wh.call(key.tenant, key.external_id))
     preset = _preset_for(key, call["category"])
     with _recorded_failure(batch, key, "transcript"):
-        decoded = batch.decoded.pop(key.partition_key, None) or service.decode_recording(
-            batch.audio_store.get(key.tenant, call["audio_uri"]), call["audio_uri"]
-        )
+        decoded = _decoded(batch, key, call)
         result, elapsed = service.transcribe(decoded, batch.stt.for_preset(preset.speech))
+        # No speech, music only, a fragment Whisper would pad out as "Thank you.": the call
+        # fails here with the reason, instead of being scored on invented words.
+        service.require_speech(decoded, result, call["audio_uri"], preset.speech.min_speech_s)
     # On-site faster-whisper costs nothing per call; an API is priced from litellm's map
     # (NULL when the model has no known price: unknown, not free).
     cost_usd, cost_known = speech_cost(
@@ -277,6 +283,20 @@ def _transcript(batch: _Batch, key: CallKey) -> Iterator:
         raise failure
 
 
+def _decoded(batch: _Batch, key: CallKey, call: dict) -> audio_lib.DecodedAudio:
+    """The call's recording, decoded once per batch: raw_audio's copy when this run
+    fetched it, else read back from the audio store."""
+    decoded = batch.decoded.get(key.partition_key)
+    if decoded is None:
+        decoded = service.decode_recording(
+            batch.audio_store.get(key.tenant, call["audio_uri"]),
+            call["audio_uri"],
+            batch.stt.max_audio_s,
+        )
+        batch.decoded[key.partition_key] = decoded
+    return decoded
+
+
 def _diarized_transcript(batch: _Batch, key: CallKey) -> Iterator:
     wh = batch.warehouse
     stage = "diarized_transcript"
@@ -287,7 +307,14 @@ def _diarized_transcript(batch: _Batch, key: CallKey) -> Iterator:
     stt_result = Transcript.model_validate(data)
     tenant = default_registry().tenant(key.tenant)
     channel_map = tenant.channel_map
-    diarized = service.diarize(stt_result, tenant)
+    preset = _preset_for(key, call["category"])
+    backends = batch.stt.diarization_backends()
+    with _recorded_failure(batch, key, stage):
+        backend = backends.for_preset(preset.speech, stereo=len(stt_result.channels) == 2)
+        segmenter = backends.segmenter(backend)
+        # Speaker embeddings need the audio; the channel map and the pause heuristic do not.
+        audio = _decoded(batch, key, call) if segmenter else None
+        diarized = service.diarize(stt_result, tenant, audio, backend=backend, segmenter=segmenter)
     wh.upsert_transcript(
         tenant=key.tenant,
         external_id=key.external_id,
@@ -297,16 +324,20 @@ def _diarized_transcript(batch: _Batch, key: CallKey) -> Iterator:
         word_count=stt_result.word_count,
         data=diarized.model_dump(mode="json"),
     )
-    if len(stt_result.channels) == 2:
-        speech_by_role = {channel_map.role_of(c.channel): c.speech_s for c in stt_result.channels}
-    else:  # mono: who spoke is unknown without diarization; only require a voice
-        speech_by_role = {"operator": stt_result.channels[0].speech_s}
+    # Stereo: each role's channel says how much it spoke. Mono: the diarizer decided who
+    # spoke; the check reads its speakers and role confidence instead.
+    speech_by_role = (
+        {channel_map.role_of(c.channel): c.speech_s for c in stt_result.channels}
+        if len(stt_result.channels) == 2
+        else {}
+    )
     m = diarized.metrics
     results = [checks.check_roles(diarized, speech_by_role)]
     failure = _failed_checks(batch, key, stage, results)
     metadata = {
         **_call_metadata(key, call),
         "method": diarized.method,
+        **role_metadata(diarized),
         "turns": m.turns,
         "operator_talk_share": m.roles["operator"].talk_share,
         "customer_talk_share": m.roles["customer"].talk_share,
@@ -756,13 +787,14 @@ def build_call_assets(calls_per_run: int = DEFAULT_CALLS_PER_RUN) -> dg.AssetsDe
                 for name in stages:
                     yield from STAGES[name](batch, key)
             except CallFailed as failed:
-                batch.decoded.pop(partition_key, None)
                 failures.append(failed)
                 context.log.error(str(failed))
             except Exception as exc:  # a bug or an outage: this call fails, the batch goes on
                 failed = batch.fail(key, "internal", f"{exc.__class__.__name__}: {exc}"[:500])
                 failures.append(failed)
                 context.log.exception(str(failed))
+            finally:  # one recording in memory at a time
+                batch.decoded.pop(partition_key, None)
         if failures:
             listed = "; ".join(str(f) for f in failures)[:2000]
             raise dg.Failure(

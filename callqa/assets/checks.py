@@ -22,7 +22,12 @@ from callqa.config.models import Preset
 from callqa.scoring.validation import schema_errors
 from callqa.speech.audio import AudioProbe
 from callqa.speech.diarization import DiarizedTranscript
-from callqa.speech.quality import silence_reason, silent_roles
+from callqa.speech.quality import (
+    low_confidence_roles,
+    role_metadata,
+    silence_reason,
+    silent_roles,
+)
 from callqa.speech.transcript import Transcript, covered_seconds
 
 RECORDING_DECODABLE = "recording_decodable"
@@ -188,6 +193,9 @@ def check_roles(
     never = [r for r in silent_roles(diarized) if r not in lost]
     problems = [f"no transcript lines for role(s) that spoke: {', '.join(lost)}"] if lost else []
     problems += [f"the {role} never speaks ({silence_reason(diarized)})" for role in never]
+    low = low_confidence_roles(diarized)
+    if low:
+        problems.append(low)
     stereo = diarized.method.startswith("stereo")
     return _result(
         BOTH_ROLES_PRESENT,
@@ -201,6 +209,7 @@ def check_roles(
             "missing": ", ".join(lost) or "none",
             "never_spoke": ", ".join(never) or "none",
             "method": diarized.method,
+            **role_metadata(diarized),
         },
         f"roles in the transcript: {', '.join(sorted(present)) or 'none'} ({diarized.method})",
         # Only a stereo channel that spoke but left no transcript blocks: speech-to-text

@@ -16,6 +16,7 @@ from callqa.config.models import Preset, SpeechSettings
 from callqa.errors import ConfigError
 from callqa.scoring.base import Scorer
 from callqa.speech.base import SpeechToText
+from callqa.speech.turns import SpeakerSegmenter
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class SpeechBackends:
     compute_type: str = "int8"
     cpu_threads: int = 0
     batch_size: int = 0  # >0: faster-whisper's batched inference (for GPUs)
+    allow_download: bool = False  # fetch models missing from the local cache
     api_base: str | None = None
     api_key: str | None = None
     api_model: str | None = None
@@ -44,7 +46,9 @@ class SpeechBackends:
                     beam_size=speech.beam_size,
                     language=speech.language,
                     cpu_threads=self.cpu_threads,
+                    vad_filter=speech.vad_filter,
                     batch_size=self.batch_size,
+                    allow_download=self.allow_download,
                 )
             )
         if provider != "openai":
@@ -59,7 +63,7 @@ class SpeechBackends:
             api_base=self.api_base,
             api_key=self.api_key,
             model=self.api_model or speech.api_model,
-            language=speech.language,
+            language=None if (speech.language or "auto").lower() == "auto" else speech.language,
             timeout_s=self.timeout_s,
         )
 
@@ -97,6 +101,41 @@ class ScorerBackends:
         )
 
 
+@dataclass(frozen=True)
+class DiarizationBackends:
+    """Who-spoke-when per call: the preset's `speech.diarization`, unless the operator
+    overrides every preset (CALLQA_DIARIZATION); pyannote's local model and token come
+    from the deployment (CALLQA_PYANNOTE_MODEL / CALLQA_PYANNOTE_TOKEN)."""
+
+    override: str | None = None
+    pyannote_model: str | None = None
+    pyannote_token: str | None = None
+
+    def for_preset(self, speech: SpeechSettings, stereo: bool) -> str:
+        """The concrete backend: channel, embedding, pyannote or pause."""
+        from callqa.speech.diarization import resolve_backend
+
+        return resolve_backend(self.override or speech.diarization, stereo)
+
+    def segmenter(self, backend: str) -> SpeakerSegmenter | None:
+        """The speaker segmenter of a mono backend (embedding, pyannote); None otherwise."""
+        if backend not in ("embedding", "pyannote"):
+            return None
+        from callqa.speech.diarization import segmenter_for
+
+        return segmenter_for(
+            backend, pyannote_model=self.pyannote_model, pyannote_token=self.pyannote_token
+        )
+
+
+def diarization_backends_from_settings(settings: s.Settings) -> DiarizationBackends:
+    return DiarizationBackends(
+        override=settings.diarization,
+        pyannote_model=settings.pyannote_model,
+        pyannote_token=s.secret(s.PYANNOTE_TOKEN_ENV),
+    )
+
+
 def backends_from_settings(settings: s.Settings) -> tuple[SpeechBackends, ScorerBackends]:
     """The backends the Dagster resources would build from the same settings (the CLI)."""
     speech = SpeechBackends(
@@ -107,6 +146,7 @@ def backends_from_settings(settings: s.Settings) -> tuple[SpeechBackends, Scorer
         # One command, one call: all cores unless CALLQA_WHISPER_THREADS says otherwise.
         cpu_threads=settings.whisper_threads,
         batch_size=settings.whisper_batch_size,
+        allow_download=settings.whisper_download,
         api_base=s.secret(s.STT_API_BASE_ENV),
         api_key=s.secret(s.STT_API_KEY_ENV),
         api_model=settings.stt_api_model,

@@ -103,8 +103,36 @@ class SpeechSettings(_Strict):
         description="faster-whisper model name or path; 'tiny.en' is the bundled offline model.",
     )
     api_model: str = Field("whisper-1", description="Model name sent to a transcription API.")
-    language: str | None = "en"
+    language: str | None = Field(
+        "en",
+        description=(
+            "Language code (en, de, ...), or null / 'auto' to detect it per channel (the "
+            "detected language and its probability are stored with the transcript)."
+        ),
+    )
     beam_size: int = Field(5, ge=1, le=20)
+    vad_filter: bool = Field(
+        True,
+        description="faster-whisper skips what Silero VAD finds is not speech before decoding.",
+    )
+    min_speech_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description=(
+            "A call with less voice than this (Silero VAD seconds) fails as 'too little speech "
+            "to score' instead of being scored on a fragment; 0 turns the check off."
+        ),
+    )
+    diarization: Literal["auto", "channel", "embedding", "pyannote", "pause"] = Field(
+        "auto",
+        description=(
+            "Who spoke when. auto: channel for stereo, embedding for mono; channel: one party "
+            "per stereo channel (tenant channel_map); embedding: offline voice embeddings "
+            "(VAD + Resemblyzer); pyannote: a local pyannote pipeline (CALLQA_PYANNOTE_MODEL); "
+            "pause: the old pause heuristic. CALLQA_DIARIZATION overrides every preset."
+        ),
+    )
 
 
 class Price(_Strict):
@@ -325,6 +353,39 @@ class ChannelMap(_Strict):
         return self.left if channel == 0 else self.right
 
 
+class RoleHints(_Strict):
+    """How to tell the operator among the anonymous speakers of a mono recording."""
+
+    operator_names: list[str] = Field(
+        default_factory=list,
+        description="Names the operators introduce themselves with ('this is Anna').",
+    )
+    company_names: list[str] = Field(
+        default_factory=list,
+        description="Names the operators greet with, besides the tenant's own name.",
+    )
+    operator_speaker: Literal["auto", "first", "second"] = Field(
+        "auto",
+        description=(
+            "auto: decided from what each speaker says; first / second: the speaker who talks "
+            "first / second is the operator (e.g. always inbound / always outbound lines)."
+        ),
+    )
+    min_confidence: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="Below this confidence the role decision is flagged as low confidence.",
+    )
+
+    @field_validator("operator_names", "company_names")
+    @classmethod
+    def _no_blank_names(cls, names: list[str]) -> list[str]:
+        if any(not n.strip() for n in names):
+            raise ValueError("names must not be blank")
+        return [n.strip() for n in names]
+
+
 class Alerts(_Strict):
     low_score_threshold: float = Field(
         50.0, ge=0, le=100, description="A call whose total is below this gets one alert."
@@ -345,6 +406,9 @@ class Tenant(_Strict):
         ),
     )
     channel_map: ChannelMap = ChannelMap()
+    roles: RoleHints = Field(
+        RoleHints(), description="Which speaker of a mono recording is the operator."
+    )
     auto_process: bool = Field(
         True, description="Process staged calls automatically (else wait for manual selection)."
     )

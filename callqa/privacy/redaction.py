@@ -78,10 +78,15 @@ def redactor_for(tenant: Tenant) -> Callable[[str], str] | None:
 
 
 def redact_transcript(diarized, redact: Callable[[str], str]):
-    """The diarized transcript with every line masked (timing and speakers unchanged)."""
+    """The diarized transcript with every line masked (timing and speakers unchanged).
+    Word timings are dropped: a card number spans several words, so words cannot be masked
+    one by one, and nothing after diarization reads them."""
     return diarized.model_copy(
         update={
-            "segments": [s.model_copy(update={"text": redact(s.text)}) for s in diarized.segments]
+            "segments": [
+                s.model_copy(update={"text": redact(s.text), "words": []})
+                for s in diarized.segments
+            ]
         }
     )
 

@@ -31,9 +31,14 @@ def _providers(settings: s.Settings) -> dict:
             # CALLQA_CALL_SLOTS batches transcribe at once: each gets its share of the cores.
             cpu_threads=settings.effective_whisper_threads,
             batch_size=settings.whisper_batch_size,
+            allow_download=settings.whisper_download,
+            max_audio_s=settings.max_audio_s,
             api_base=_env(s.STT_API_BASE_ENV, settings.has_stt_api_base),
             api_key=_env(s.STT_API_KEY_ENV, settings.has_stt_api_key),
             api_model=settings.stt_api_model,
+            diarization=settings.diarization,
+            pyannote_model=settings.pyannote_model,
+            pyannote_token=_env(s.PYANNOTE_TOKEN_ENV, settings.has_pyannote_token),
         ),
         "scorer": ScorerResource(
             scorer=settings.scorer,

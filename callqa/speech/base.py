@@ -21,8 +21,9 @@ class SpeechToText(Protocol):
 
 
 class Diarizer(Protocol):
-    """Splits a transcript into operator and customer turns."""
+    """Splits a transcript into operator and customer turns. The audio is what mono
+    backends segment by voice; the stereo channel map and the pause heuristic ignore it."""
 
     method: str
 
-    def diarize(self, transcript: Transcript) -> DiarizedTranscript: ...
+    def diarize(self, transcript: Transcript, audio: DecodedAudio) -> DiarizedTranscript: ...

@@ -1,18 +1,31 @@
 """Speaker roles and conversation metrics.
 
 Stereo recordings carry one party per channel (the usual telephony export), so roles
-come from the tenant's channel map. Mono recordings get a basic, clearly labelled
-heuristic until a real diarization provider is configured.
+come from the tenant's channel map. Mono recordings go through a speaker segmenter
+(offline voice embeddings, or pyannote) that says who spoke when; words are attached to
+its turns and the operator is told from what each speaker says (callqa/speech/roles.py).
+The old pause heuristic stays available as backend "pause".
+
+`diarize()` is the one entry point (pipeline, `callqa analyze`, evaluation).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import time
+from typing import TYPE_CHECKING, Literal
 
+import numpy as np
 from pydantic import BaseModel, Field
 
-from callqa.config.models import ChannelMap, Role
-from callqa.speech.transcript import Segment, Transcript, split_on_pauses
+from callqa.config.models import ChannelMap, Role, RoleHints
+from callqa.errors import ConfigError
+from callqa.speech.roles import RoleDecision, decide_roles
+from callqa.speech.transcript import Segment, Transcript, Word, split_on_pauses
+from callqa.speech.words import Utterance, assign_words
+
+if TYPE_CHECKING:
+    from callqa.speech.audio import DecodedAudio
+    from callqa.speech.turns import SpeakerSegmenter
 
 ROLES: tuple[Role, Role] = ("operator", "customer")
 # A pause this long in a mono recording is taken as a change of speaker.
@@ -29,6 +42,9 @@ class DiarizedSegment(BaseModel):
     speaker: Role
     text: str
     channel: int = 0
+    # Mono diarization: the segmenter's anonymous speaker, and the words it was cut from.
+    speaker_id: int | None = None
+    words: list[Word] = Field(default_factory=list)
 
 
 class RoleMetrics(BaseModel):
@@ -52,11 +68,17 @@ class ConversationMetrics(BaseModel):
 
 
 class DiarizedTranscript(BaseModel):
-    method: Literal["stereo-channel-map", "mono-pause-heuristic"]
+    method: Literal[
+        "stereo-channel-map", "mono-pause-heuristic", "mono-vad-resemblyzer", "mono-pyannote"
+    ]
     language: str | None
     duration_s: float
     segments: list[DiarizedSegment]
     metrics: ConversationMetrics
+    # Mono diarization only (None on stereo, pause and transcripts stored before them).
+    speakers: int | None = Field(None, description="distinct speakers the segmenter found")
+    roles: RoleDecision | None = None
+    details: dict | None = Field(None, description="segmenter figures, JSON-safe")
 
     def roles_present(self) -> set[str]:
         return {s.speaker for s in self.segments if s.text.strip()}
@@ -112,7 +134,9 @@ def _utterances(segments: list[Segment]) -> list[Segment]:
     return joined
 
 
-def _diarized(method: str, transcript: Transcript, segments: list[DiarizedSegment]):
+def _diarized(
+    method: str, transcript: Transcript, segments: list[DiarizedSegment], **extra
+) -> DiarizedTranscript:
     segments.sort(key=lambda s: (s.start, s.end))
     return DiarizedTranscript(
         method=method,
@@ -120,6 +144,7 @@ def _diarized(method: str, transcript: Transcript, segments: list[DiarizedSegmen
         duration_s=transcript.duration_s,
         segments=segments,
         metrics=conversation_metrics(segments, transcript.duration_s),
+        **extra,
     )
 
 
@@ -131,7 +156,15 @@ class ChannelMapDiarizer:
     def __init__(self, channel_map: ChannelMap) -> None:
         self.channel_map = channel_map
 
-    def diarize(self, transcript: Transcript) -> DiarizedTranscript:
+    def diarize(
+        self, transcript: Transcript, audio: DecodedAudio | None = None
+    ) -> DiarizedTranscript:
+        if len(transcript.channels) != 2:
+            raise ConfigError(
+                f"diarization 'channel' needs a stereo recording (one party per channel); "
+                f"this transcript has {len(transcript.channels)} channel(s): use auto, "
+                "embedding, pyannote or pause for mono calls"
+            )
         segments = [
             DiarizedSegment(
                 start=s.start,
@@ -151,7 +184,9 @@ class PauseHeuristicDiarizer:
 
     method = "mono-pause-heuristic"
 
-    def diarize(self, transcript: Transcript) -> DiarizedTranscript:
+    def diarize(
+        self, transcript: Transcript, audio: DecodedAudio | None = None
+    ) -> DiarizedTranscript:
         segments = []
         role_index = 0  # the operator usually speaks first on a business line
         previous_end: float | None = None
@@ -179,6 +214,159 @@ def diarizer_for(
 
 def assign_roles(transcript: Transcript, channel_map: ChannelMap) -> DiarizedTranscript:
     return diarizer_for(transcript, channel_map).diarize(transcript)
+
+
+# Segmenter method -> the DiarizedTranscript method it produces.
+MONO_METHODS = {"vad-resemblyzer": "mono-vad-resemblyzer", "pyannote": "mono-pyannote"}
+Backend = Literal["channel", "embedding", "pyannote", "pause"]
+BACKENDS: tuple[str, ...] = ("auto", "channel", "embedding", "pyannote", "pause")
+
+
+def _join_same_speaker(utterances: list[Utterance]) -> list[Utterance]:
+    """Neighbouring utterances of one speaker and channel with a tiny gap are one (the STT
+    cut them); a stereo file mixed down keeps each channel's lines apart."""
+    joined: list[Utterance] = []
+    for u in utterances:
+        last = joined[-1] if joined else None
+        if (
+            last
+            and (last.speaker, last.channel) == (u.speaker, u.channel)
+            and 0 <= u.start - last.end <= JOIN_GAP_S
+        ):
+            joined[-1] = Utterance(
+                speaker=u.speaker,
+                start=last.start,
+                end=max(last.end, u.end),
+                text=f"{last.text} {u.text}",
+                words=last.words + u.words,
+                channel=last.channel,
+            )
+        else:
+            joined.append(u)
+    return joined
+
+
+def mono_samples(audio: DecodedAudio) -> np.ndarray:
+    """One 16 kHz track: the recording itself, or both channels mixed down (a stereo file
+    diarized by voice, e.g. to evaluate the mono backends against channel truth)."""
+    if len(audio.channels) == 1:
+        return audio.channels[0]
+    return np.mean(np.stack(audio.channels), axis=0).astype(np.float32)
+
+
+class SpeakerDiarizer:
+    """Mono: a speaker segmenter says who spoke when, words follow its turns, and the
+    operator is told from what each speaker says; every other speaker is a customer."""
+
+    def __init__(
+        self,
+        segmenter: SpeakerSegmenter,
+        role_hints: RoleHints | None = None,
+        tenant_name: str | None = None,
+    ) -> None:
+        if segmenter.method not in MONO_METHODS:
+            raise ConfigError(
+                f"speaker segmenter method {segmenter.method!r}: expected one of "
+                f"{', '.join(MONO_METHODS)}"
+            )
+        self.segmenter = segmenter
+        self.method = MONO_METHODS[segmenter.method]
+        self.role_hints = role_hints or RoleHints()
+        self.tenant_name = tenant_name
+
+    def diarize(self, transcript: Transcript, audio: DecodedAudio) -> DiarizedTranscript:
+        started = time.perf_counter()
+        segmentation = self.segmenter.segment(mono_samples(audio))
+        segment_s = time.perf_counter() - started
+        # Cut at real pauses first (as for stereo), then at speaker changes.
+        pieces = [p for s in transcript.segments for p in split_on_pauses(s)]
+        utterances = _join_same_speaker(assign_words(pieces, segmentation.turns))
+        decision = decide_roles(utterances, self.role_hints, self.tenant_name)
+        segments = [
+            DiarizedSegment(
+                start=u.start,
+                end=u.end,
+                speaker=decision.role_of(u.speaker),
+                text=u.text,
+                channel=u.channel,
+                speaker_id=u.speaker,
+                words=u.words,
+            )
+            for u in utterances
+        ]
+        return _diarized(
+            self.method,
+            transcript,
+            segments,
+            speakers=segmentation.speakers,
+            roles=decision,
+            details={
+                **segmentation.details,
+                "segmenter": segmentation.method,
+                "turns": len(segmentation.turns),
+                "segment_s": round(segment_s, 3),
+            },
+        )
+
+
+def resolve_backend(backend: str, stereo: bool) -> Backend:
+    """The concrete backend: auto is channel for stereo, embedding for mono."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"diarization {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "channel" if stereo else "embedding"
+    return backend  # type: ignore[return-value]
+
+
+def segmenter_for(
+    backend: str, *, pyannote_model: str | None = None, pyannote_token: str | None = None
+) -> SpeakerSegmenter:
+    """The speaker segmenter of a mono backend, imported only when used (heavy models)."""
+    if backend == "embedding":
+        from callqa.speech.speakers import EmbeddingSegmenter
+
+        return EmbeddingSegmenter()
+    if backend == "pyannote":
+        from callqa.speech.pyannote_backend import PyannoteSegmenter
+
+        return PyannoteSegmenter(model=pyannote_model, token=pyannote_token)
+    raise ConfigError(f"diarization {backend!r} has no speaker segmenter")
+
+
+def diarize(
+    transcript: Transcript,
+    audio: DecodedAudio | None,
+    *,
+    backend: str = "auto",
+    channel_map: ChannelMap | None = None,
+    role_hints: RoleHints | None = None,
+    tenant_name: str | None = None,
+    segmenter: SpeakerSegmenter | None = None,
+) -> DiarizedTranscript:
+    """Operator and customer turns plus conversation metrics, by the named backend.
+
+    backend: auto | channel | embedding | pyannote | pause (the preset's choice after any
+    CALLQA_DIARIZATION override; see DiarizationBackends). `segmenter` replaces the default
+    one of embedding / pyannote (a loaded model kept across calls, or a test double).
+    `channel` on a mono recording is a ConfigError: there is no channel to map. Only the
+    speaker segmenters read `audio`; the channel map and the pause heuristic need none.
+    """
+    stereo = len(transcript.channels) == 2
+    chosen = resolve_backend(backend, stereo=stereo)
+    if chosen == "channel":
+        if not stereo:
+            raise ConfigError(
+                f"diarization 'channel' needs a stereo recording (one party per channel), "
+                f"got {len(transcript.channels)} channel(s): use auto, embedding, pyannote or "
+                "pause for mono calls"
+            )
+        return ChannelMapDiarizer(channel_map or ChannelMap()).diarize(transcript, audio)
+    if chosen == "pause":
+        return PauseHeuristicDiarizer().diarize(transcript, audio)
+    if audio is None:
+        raise ConfigError(f"diarization {chosen!r} listens to the voices: it needs the audio")
+    diarizer = SpeakerDiarizer(segmenter or segmenter_for(chosen), role_hints, tenant_name)
+    return diarizer.diarize(transcript, audio)
 
 
 def conversation_metrics(segments: list[DiarizedSegment], duration_s: float) -> ConversationMetrics:
