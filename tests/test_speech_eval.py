@@ -39,6 +39,7 @@ from callqa.evaluation.speech import (
 from callqa.speech.audio import decode_file
 from callqa.speech.diarization import DiarizedSegment, DiarizedTranscript, conversation_metrics
 from callqa.speech.transcript import ChannelTranscript, Segment, Transcript, Word
+from tests.paths import ROOT
 
 
 # --- text normalisation ----------------------------------------------------------------
@@ -385,3 +386,26 @@ def test_eval_speech_cli_on_two_bundled_files():
     text = format_speech_report(report)
     assert "Backend pause:" in text and "sp09-stereo-overlap" in text
     assert "overall" in text and "role accuracy" in text and "x" in text.splitlines()[-2]
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_a_real_phone_call_is_split_by_voice(tmp_path):
+    """The one real two-speaker recording reachable here: pyannote.audio's bundled sample
+    (a telephone conversation with reference turns and transcript). The offline default
+    must beat the old pause heuristic by far, with WER no worse than the bare model."""
+    pytest.importorskip("pyannote.audio", reason="pyannote.audio not installed (./dev pyannote)")
+    from callqa.evaluation.speech import evaluate_speech, load_speech_set
+    from callqa.speech.whisper import WhisperSettings
+
+    out = tmp_path / "real"
+    script = ROOT / "scripts" / "real_speech_sample.py"
+    subprocess.run([sys.executable, str(script), str(out)], check=True, capture_output=True)
+    items = load_speech_set(out)
+    report = evaluate_speech(items, ["embedding", "pause"], WhisperSettings(), baseline=True)
+    embedding = report["backends"]["embedding"]["overall"]
+    pause = report["backends"]["pause"]["overall"]
+    assert embedding["der_collar"] <= 0.10  # measured 0.050 (±0.25 s), 0.235 at collar 0
+    assert embedding["word_speaker_accuracy"] >= 0.85  # measured 0.911
+    assert embedding["der"] < pause["der"] - 0.2  # pause: 0.571
+    assert embedding["wer"] <= report["transcription"]["bare_model_wer"]
