@@ -122,6 +122,10 @@ def test_mono_speaker_diarizer_cuts_assigns_and_decides_roles():
     assert diarized.roles is not None and diarized.roles.operator_speaker == 1
     assert not diarized.roles.low_confidence and diarized.roles.source == "cues"
     assert diarized.details["clusters"] == 2 and diarized.details["turns"] == 4
+    # The segmenter's own turns are kept, with roles: diarization error is measured on them.
+    assert [(t.start, t.end, t.speaker_id, t.speaker) for t in diarized.voice_turns] == [
+        (t.start, t.end, t.speaker, "operator" if t.speaker == 1 else "customer") for t in TURNS
+    ]
     # Metrics follow the roles.
     assert diarized.metrics.roles["customer"].words == 6
     assert diarized.metrics.turns == 4

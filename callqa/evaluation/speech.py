@@ -477,16 +477,23 @@ def reference_annotation(item: SpeechItem):
 
 
 def hypothesis_annotation(diarized: DiarizedTranscript, uri: str):
-    """Speaker turns of the diarized transcript; the anonymous speaker id where the
-    backend gives one (so >2 found speakers count as such), else the role."""
+    """Who spoke when: the speaker segmenter's own turns where the backend has them (mono
+    backends), else the diarized transcript's segments (whose edges are Whisper's word
+    timings). The anonymous speaker id where there is one (so >2 found speakers count as
+    such), else the role."""
     from pyannote.core import Annotation, Segment
 
     annotation = Annotation(uri=uri)
-    for i, seg in enumerate(diarized.segments):
-        if seg.end > seg.start:
-            speaker_id = getattr(seg, "speaker_id", None)
-            label = f"speaker{speaker_id}" if speaker_id is not None else seg.speaker
-            annotation[Segment(seg.start, seg.end), i] = label
+    if diarized.voice_turns is not None:
+        turns = [(t.start, t.end, f"speaker{t.speaker_id}") for t in diarized.voice_turns]
+    else:
+        turns = [
+            (s.start, s.end, f"speaker{s.speaker_id}" if s.speaker_id is not None else s.speaker)
+            for s in diarized.segments
+        ]
+    for i, (start, end, label) in enumerate(turns):
+        if end > start:
+            annotation[Segment(start, end), i] = label
     return annotation
 
 

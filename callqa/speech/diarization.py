@@ -47,6 +47,16 @@ class DiarizedSegment(BaseModel):
     words: list[Word] = Field(default_factory=list)
 
 
+class VoiceTurn(BaseModel):
+    """Who spoke when, as the speaker segmenter heard it, before words were attached: what
+    diarization error rate is measured on."""
+
+    start: float
+    end: float
+    speaker_id: int
+    speaker: Role
+
+
 class RoleMetrics(BaseModel):
     talk_time_s: float
     talk_share: float = Field(description="share of all talk time, 0-1")
@@ -79,6 +89,7 @@ class DiarizedTranscript(BaseModel):
     speakers: int | None = Field(None, description="distinct speakers the segmenter found")
     roles: RoleDecision | None = None
     details: dict | None = Field(None, description="segmenter figures, JSON-safe")
+    voice_turns: list[VoiceTurn] | None = None
 
     def roles_present(self) -> set[str]:
         return {s.speaker for s in self.segments if s.text.strip()}
@@ -300,6 +311,15 @@ class SpeakerDiarizer:
             segments,
             speakers=segmentation.speakers,
             roles=decision,
+            voice_turns=[
+                VoiceTurn(
+                    start=round(t.start, 3),
+                    end=round(t.end, 3),
+                    speaker_id=t.speaker,
+                    speaker=decision.role_of(t.speaker),
+                )
+                for t in segmentation.turns
+            ],
             details={
                 **segmentation.details,
                 "segmenter": segmentation.method,
