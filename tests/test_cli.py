@@ -200,5 +200,8 @@ def test_unloadable_speech_model_is_a_clear_error(good_call, tmp_path):
         env={"CALLQA_WHISPER_MODEL": str(tmp_path / "no-such-model")},
     )
     assert result.returncode == 2
-    assert "cannot be loaded" in result.stderr and "no-such-model" in result.stderr
+    # One line naming the model, the problem and the fix.
+    assert result.stderr.startswith(f"callqa: error: speech model '{tmp_path / 'no-such-model'}'")
+    assert "not a CTranslate2 model folder" in result.stderr
+    assert "name a faster-whisper model" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
