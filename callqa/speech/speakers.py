@@ -248,7 +248,7 @@ class EmbeddingSegmenter:
         parts = []
         # The LSTM's matrices are small (64x256 @ 256x1024 per step): BLAS threads cost more
         # in hand-offs than they save, and on a busy 2-core host made a 5-minute call take
-        # 5-38 s instead of 3 s. (threadpoolctl is installed as a dependency of scikit-learn.)
+        # 5-38 s instead of 3 s.
         with threadpool_limits(limits=1, user_api="blas"):
             for first in range(0, len(windows), self.batch_size):
                 clips = [
