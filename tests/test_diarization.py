@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from callqa.config.models import ChannelMap
-from callqa.speech.diarization import DiarizedSegment, assign_roles, conversation_metrics
+from callqa.speech.diarization import DiarizedSegment, conversation_metrics, diarize
 from callqa.speech.transcript import ChannelTranscript, Segment, Transcript
 
 
@@ -97,7 +97,7 @@ def test_no_speech():
     assert all(r.talk_share == 0 and r.words_per_minute == 0 for r in m.roles.values())
 
 
-# assign_roles -----------------------------------------------------------------------------
+# diarize (channel map, pause heuristic) -----------------------------------------------------------------------------
 
 
 def _stereo() -> Transcript:
@@ -125,7 +125,7 @@ def _stereo() -> Transcript:
 
 
 def test_stereo_roles_follow_the_channel_map():
-    diarized = assign_roles(_stereo(), ChannelMap())
+    diarized = diarize(_stereo(), None, channel_map=ChannelMap())
     assert diarized.method == "stereo-channel-map"
     assert diarized.language == "en"
     assert [(s.start, s.speaker, s.channel, s.text) for s in diarized.segments] == [
@@ -136,7 +136,7 @@ def test_stereo_roles_follow_the_channel_map():
 
 
 def test_stereo_custom_channel_map_swaps_roles():
-    diarized = assign_roles(_stereo(), ChannelMap(left="customer", right="operator"))
+    diarized = diarize(_stereo(), None, channel_map=ChannelMap(left="customer", right="operator"))
     assert [(s.channel, s.speaker) for s in diarized.segments] == [
         (0, "customer"),
         (1, "operator"),
@@ -166,7 +166,7 @@ def test_mono_uses_the_pause_heuristic_and_drops_empty_segments():
             ),
         ],
     )
-    diarized = assign_roles(transcript, ChannelMap())
+    diarized = diarize(transcript, None, backend="pause")
     assert diarized.method == "mono-pause-heuristic"
     assert [(s.text, s.speaker) for s in diarized.segments] == [
         ("Hello, Northwind.", "operator"),

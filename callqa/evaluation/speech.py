@@ -659,14 +659,12 @@ def bare_transcript_words(audio, whisper: WhisperSettings) -> list[TimedWord]:
     """The same model on the whole recording mixed to one channel, with faster-whisper's
     own defaults (no VAD, no windows, no word timestamps): the baseline the pipeline's
     transcription must not be worse than."""
-    import numpy as np
-
+    from callqa.speech.diarization import mono_samples
     from callqa.speech.whisper import load_model
 
     model = load_model(whisper.model, whisper.device, whisper.compute_type, whisper.cpu_threads)
-    samples = np.mean(np.stack([np.asarray(c) for c in audio.channels]), axis=0)
     segments, _ = model.transcribe(
-        samples.astype(np.float32), language=whisper.language, beam_size=whisper.beam_size
+        mono_samples(audio), language=whisper.language, beam_size=whisper.beam_size
     )
     return _sorted(w for seg in segments for w in _spread(seg.text, seg.start, seg.end, role=""))
 

@@ -215,18 +215,6 @@ class PauseHeuristicDiarizer:
         return _diarized(self.method, transcript, segments)
 
 
-def diarizer_for(
-    transcript: Transcript, channel_map: ChannelMap
-) -> ChannelMapDiarizer | PauseHeuristicDiarizer:
-    if len(transcript.channels) == 2:
-        return ChannelMapDiarizer(channel_map)
-    return PauseHeuristicDiarizer()
-
-
-def assign_roles(transcript: Transcript, channel_map: ChannelMap) -> DiarizedTranscript:
-    return diarizer_for(transcript, channel_map).diarize(transcript)
-
-
 # Segmenter method -> the DiarizedTranscript method it produces.
 MONO_METHODS = {"vad-resemblyzer": "mono-vad-resemblyzer", "pyannote": "mono-pyannote"}
 Backend = Literal["channel", "embedding", "pyannote", "pause"]

@@ -51,7 +51,7 @@ def _vad_options():
     )
 
 
-def speech_regions(samples: np.ndarray) -> list[tuple[int, int]]:
+def voice_regions(samples: np.ndarray) -> list[tuple[int, int]]:
     """(start, end) sample indices of speech, from Silero VAD."""
     from faster_whisper.vad import get_speech_timestamps
 
@@ -233,7 +233,7 @@ class EmbeddingSegmenter:
         duration = len(audio) / SAMPLE_RATE
         details: dict = {"duration_s": round(duration, 2), "window_s": self.window / SAMPLE_RATE}
         silent = len(audio) == 0 or float(np.max(np.abs(audio))) < MIN_PEAK
-        regions = [] if silent else speech_regions(audio)
+        regions = [] if silent else voice_regions(audio)
         details["speech_s"] = round(sum(e - s for s, e in regions) / SAMPLE_RATE, 2)
         details["regions"] = len(regions)
         windows = sliding_windows(regions, self.window, self.hop)
